@@ -1,0 +1,155 @@
+// Elementwise kernels: one WGSL template, specialised per expression. Unary ops map x -> f(x); binary ops take
+// a second operand that is either the same shape or broadcast over leading dims (its size divides the first's:
+// a bias [D] over [N, D], a per-batch vector [B, 1, D] over [B, L, D]). Row-broadcast ops (modulate, gated
+// residual) take per-batch vectors [B, D] for activations [B, L, D], as the transformer's AdaLN needs.
+import { flatIndex, grid1d, params, Tensor } from "../core/index.ts";
+import { expectDType, expectSameDevice } from "./check.ts";
+
+const WG = 256;
+
+export const UNARY = {
+  silu: "x / (1.0 + exp(-x))",
+  gelu: "0.5 * x * (1.0 + erf_(x * 0.7071067811865476))",
+  geluTanh: "0.5 * x * (1.0 + tanh_(0.7978845608028654 * (x + 0.044715 * x * x * x)))",
+  quickGelu: "x / (1.0 + exp(-1.702 * x))",
+  neg: "-x",
+  exp: "exp(x)",
+} as const;
+export type UnaryOp = keyof typeof UNARY;
+
+// erf accurate to f32 rounding (the common 1.5e-7 polynomial fits are too coarse next to torch's exact GELU):
+// Maclaurin series below 2, erfc continued fraction above.
+const MATH = `
+fn tanh_(x: f32) -> f32 { let e = exp(-2.0 * abs(x)); return sign(x) * (1.0 - e) / (1.0 + e); }
+fn erf_(x: f32) -> f32 {
+  let a = abs(x);
+  if (a < 2.0) {
+    // Maclaurin series in x^2, 24 terms: exact to f32 rounding for |x| < 2.
+    let x2 = a * a;
+    var term = a;
+    var sum = a;
+    for (var n = 1; n < 24; n++) {
+      term = term * -x2 / f32(n);
+      sum = sum + term / f32(2 * n + 1);
+    }
+    return sign(x) * min(1.0, sum * 1.1283791670955126);
+  }
+  // erfc continued fraction (Lentz), converges fast for |x| >= 2.
+  var f = a; var c = a; var d = 0.0;
+  for (var k = 1; k < 40; k++) {
+    let ak = f32(k) * 0.5;
+    d = a + ak * d; d = 1.0 / d;
+    c = a + ak / c;
+    f = f * c * d;
+  }
+  return sign(x) * (1.0 - exp(-a * a) / (f * 1.7724538509055159));
+}`;
+
+function elementwiseWgsl(nInputs: number, expr: string, fns: string): string {
+  const inputs = Array.from({ length: nInputs }, (_, i) => `@group(0) @binding(${i + 2}) var<storage, read> in${i}: array<f32>;`);
+  return `
+struct P { n: u32, m1: u32, m2: u32, rowLen: u32, alpha: f32, beta: f32 }
+@group(0) @binding(0) var<uniform> u: P;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+${inputs.join("\n")}
+${fns}
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let i = ${flatIndex(WG)};
+  if (i >= u.n) { return; }
+  out[i] = ${expr};
+}`;
+}
+
+interface Extra { m1?: number; m2?: number; rowLen?: number; alpha?: number; beta?: number; fns?: string }
+
+function launch(expr: string, inputs: Tensor[], shape: readonly number[], p: Extra = {}): Tensor {
+  const dev = inputs[0].dev;
+  const out = Tensor.empty(dev, shape);
+  const n = out.size;
+  const uni = params().u32(n).u32(p.m1 ?? 1).u32(p.m2 ?? 1).u32(p.rowLen ?? 1).f32(p.alpha ?? 0).f32(p.beta ?? 0).bytes();
+  dev.run(dev.pipeline(elementwiseWgsl(inputs.length, expr, p.fns ?? "")), [out.binding(), ...inputs.map((t) => t.binding())], grid1d(n, WG), uni);
+  return out;
+}
+
+function checkF32(what: string, ...ts: Tensor[]): void {
+  expectSameDevice(what, ...ts);
+  ts.forEach((t, i) => expectDType(t, `${what} operand ${i}`, "f32"));
+}
+
+export function unary(x: Tensor, op: UnaryOp): Tensor {
+  checkF32(op, x);
+  const fns = `${op.startsWith("gelu") ? MATH : ""}\nfn f(x: f32) -> f32 { return ${UNARY[op]}; }`;
+  return launch("f(in0[i])", [x], x.shape, { fns });
+}
+
+export const silu = (x: Tensor) => unary(x, "silu");
+export const gelu = (x: Tensor) => unary(x, "gelu");
+export const geluTanh = (x: Tensor) => unary(x, "geluTanh");
+export const quickGelu = (x: Tensor) => unary(x, "quickGelu");
+
+/** alpha·x + beta. */
+export function scale(x: Tensor, alpha: number, beta = 0): Tensor {
+  checkF32("scale", x);
+  return launch("u.alpha * in0[i] + u.beta", [x], x.shape, { alpha, beta });
+}
+
+function broadcastLen(a: Tensor, b: Tensor, what: string): number {
+  const trailing = b.shape.slice(b.shape.findIndex((d) => d !== 1));
+  const aTail = a.shape.slice(a.shape.length - trailing.length);
+  const ok = b.size > 0 && a.size % b.size === 0 && (b.size === a.size || trailing.every((d, i) => d === aTail[i]));
+  if (!ok) throw new Error(`${what}: cannot broadcast [${b.shape}] over [${a.shape}]`);
+  return b.size;
+}
+
+/** a + b (b same shape or broadcast over leading dims). */
+export function add(a: Tensor, b: Tensor): Tensor {
+  checkF32("add", a, b);
+  const m = broadcastLen(a, b, "add");
+  return launch("in0[i] + in1[i % u.m1]", [a, b], a.shape, { m1: m });
+}
+
+/** a · b (b same shape or broadcast over leading dims). */
+export function mul(a: Tensor, b: Tensor): Tensor {
+  checkF32("mul", a, b);
+  const m = broadcastLen(a, b, "mul");
+  return launch("in0[i] * in1[i % u.m1]", [a, b], a.shape, { m1: m });
+}
+
+/** Per-batch vector index for x [B, L, D] and a vector [B, D]: element i → b·D + d. */
+const batchVec = "(i / (u.rowLen * u.m1)) * u.m1 + i % u.m1";
+
+function batchRows(x: Tensor, v: Tensor, what: string): { B: number; L: number; D: number } {
+  const D = x.shape[x.shape.length - 1];
+  const B = x.shape.length >= 3 ? x.shape[0] : 1;
+  const L = x.size / (B * D);
+  if (v.size !== B * D) throw new Error(`${what}: vector [${v.shape}] must hold ${B}×${D} values for x [${x.shape}]`);
+  return { B, L, D };
+}
+
+/** AdaLN modulation x·(1 + scale) + shift, with scale/shift [B, D] per batch for x [B, L, D]. */
+export function modulate(x: Tensor, scale: Tensor, shift: Tensor): Tensor {
+  checkF32("modulate", x, scale, shift);
+  const { L, D } = batchRows(x, scale, "modulate scale");
+  batchRows(x, shift, "modulate shift");
+  return launch(`in0[i] * (1.0 + in1[${batchVec}]) + in2[${batchVec}]`, [x, scale, shift], x.shape, { m1: D, rowLen: L });
+}
+
+/** Gated residual x + gate·y with gate [B, D] per batch for x, y [B, L, D]. */
+export function gatedResidual(x: Tensor, gate: Tensor, y: Tensor): Tensor {
+  checkF32("gatedResidual", x, gate, y);
+  if (y.size !== x.size) throw new Error(`gatedResidual: y [${y.shape}] must match x [${x.shape}]`);
+  const { L, D } = batchRows(x, gate, "gatedResidual gate");
+  return launch(`in0[i] + in1[${batchVec}] * in2[i]`, [x, gate, y], x.shape, { m1: D, rowLen: L });
+}
+
+/** SwiGLU on one tensor [..., 2F] split in halves: silu(first) · second → [..., F]. */
+export function swiglu(x: Tensor): Tensor {
+  checkF32("swiglu", x);
+  const F2 = x.shape[x.shape.length - 1];
+  if (F2 % 2) throw new Error(`swiglu: last dim ${F2} of [${x.shape}] must be even`);
+  const F = F2 / 2;
+  const a = "in0[(i / u.m1) * 2u * u.m1 + i % u.m1]";
+  const b = "in0[(i / u.m1) * 2u * u.m1 + u.m1 + i % u.m1]";
+  return launch(`${a} / (1.0 + exp(-${a})) * ${b}`, [x], [...x.shape.slice(0, -1), F], { m1: F });
+}

@@ -1,0 +1,61 @@
+// Test helpers: one poisoned device per process, seeded CPU random data, error norms.
+import { Device } from "../core/index.ts";
+
+let shared: Promise<Device> | undefined;
+
+/** The process-wide test device. Every pooled allocation is NaN-filled so unwritten outputs show. */
+export function testDevice(): Promise<Device> {
+  shared ??= Device.open().then((d) => {
+    d.poison = true;
+    return d;
+  });
+  return shared;
+}
+
+/** Deterministic uniform values in [lo, hi) (mulberry32). */
+export function rand(n: number, seed: number, lo = -1, hi = 1): Float32Array {
+  let s = seed >>> 0;
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    out[i] = lo + (hi - lo) * (((t ^ (t >>> 14)) >>> 0) / 4294967296);
+  }
+  return out;
+}
+
+/** ‖out − ref‖ / ‖ref‖ (Infinity on any NaN or length mismatch). */
+export function relErr(out: ArrayLike<number>, ref: ArrayLike<number>): number {
+  if (out.length !== ref.length) return Infinity;
+  let num = 0, den = 0;
+  for (let i = 0; i < ref.length; i++) {
+    const d = out[i] - ref[i];
+    if (Number.isNaN(d)) return Infinity;
+    num += d * d;
+    den += ref[i] * ref[i];
+  }
+  return den === 0 ? Math.sqrt(num) : Math.sqrt(num / den);
+}
+
+export function maxAbsErr(out: ArrayLike<number>, ref: ArrayLike<number>): number {
+  let m = 0;
+  for (let i = 0; i < ref.length; i++) {
+    const d = Math.abs(out[i] - ref[i]);
+    if (Number.isNaN(d)) return Infinity;
+    m = Math.max(m, d);
+  }
+  return m;
+}
+
+/** Throws with the error figures when out is not within `tol` relative error of ref. */
+export function assertClose(out: ArrayLike<number>, ref: ArrayLike<number>, tol: number, label: string): number {
+  const e = relErr(out, ref);
+  if (!(e <= tol)) {
+    let firstBad = -1;
+    for (let i = 0; i < ref.length && firstBad < 0; i++) if (!(Math.abs(out[i] - ref[i]) <= tol * (1 + Math.abs(ref[i])))) firstBad = i;
+    throw new Error(`${label}: relative error ${e.toExponential(3)} > ${tol} (len ${out.length}/${ref.length}; first bad index ${firstBad}: got ${out[firstBad]}, want ${ref[firstBad]})`);
+  }
+  return e;
+}
