@@ -27,7 +27,7 @@ export class Tensor {
   readonly shape: Shape;
   readonly dtype: DType;
   private store: Store | null;
-  private readonly parts: Tensor[] | null;
+  private parts: Tensor[] | null;
 
   private constructor(dev: Device, shape: Shape, dtype: DType, store: Store | null, parts: Tensor[] | null) {
     this.dev = dev;
@@ -194,7 +194,7 @@ export class Tensor {
     if (this.parts) for (const p of this.parts) p.dispose();
     else if (this.store && --this.store.refs === 0) this.dev.release(this.store.buffer);
     this.store = null;
-    (this as { parts: Tensor[] | null }).parts = null;
+    this.parts = null;
   }
 
   toString(): string {
