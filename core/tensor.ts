@@ -7,6 +7,13 @@ import { decodeFloats, type DType, encodeFloats, itemBytes } from "./dtype.ts";
 import { randnInto } from "./rng.ts";
 import { openSafetensors, safetensorsDType } from "./safetensors.ts";
 
+/** Where `Tensor.load` reads from: a safetensors file or a sharded checkpoint. */
+export interface TensorSource {
+  readonly path: string;
+  get(name: string): { dtype: string; shape: number[] };
+  stream(name: string, byteOffset: number, byteLength: number, sink: (offset: number, data: Uint8Array) => void | Promise<void>): Promise<void>;
+}
+
 interface Store {
   buffer: GPUBuffer;
   refs: number;
@@ -131,6 +138,17 @@ export class Tensor {
     return new Tensor(dev, shape, dtype, null, parts);
   }
 
+  /** A chunked tensor made of row chunks [n_i, ...rest] (takes ownership of the parts). */
+  static fromChunks(parts: Tensor[]): Tensor {
+    const rest = parts[0]?.shape.slice(1) ?? [];
+    if (!parts.length || parts.some((p) => p.dtype !== parts[0].dtype || p.shape.slice(1).join() !== rest.join() || p.parts)) {
+      throw new Error(`Tensor.fromChunks: parts must be plain tensors of one dtype with equal trailing dims`);
+    }
+    for (const p of parts) parts[0].dev.untrack(p);
+    const rows = parts.reduce((a, p) => a + p.shape[0], 0);
+    return new Tensor(parts[0].dev, [rows, ...rest], parts[0].dtype, null, parts);
+  }
+
   /** Standard normal samples from the counter-based generator: the same seed gives the same values everywhere. */
   static randn(dev: Device, shape: Shape, opts: { seed: number; offset?: number }): Tensor {
     checkShape(shape, "Tensor.randn");
@@ -139,13 +157,18 @@ export class Tensor {
 
   /** Reads one tensor of a .safetensors file (or a URL), streaming it to the GPU; keeps the stored dtype. */
   static async fromSafetensors(dev: Device, path: string, name: string): Promise<Tensor> {
-    const file = await openSafetensors(path);
-    const entry = file.get(name);
-    const dtype = safetensorsDType(entry.dtype, `${path}: tensor "${name}"`);
-    const t = Tensor.allocate(dev, entry.shape.length ? entry.shape : [1], dtype, true);
-    const rowBytes = (numel(entry.shape) / Math.max(1, entry.shape[0] ?? 1)) * itemBytes[dtype];
+    return Tensor.load(dev, await openSafetensors(path), name);
+  }
+
+  /** Streams a named tensor of a checkpoint to the GPU in its stored dtype (weights: exact-size, unpooled). */
+  static async load(dev: Device, src: TensorSource, name: string): Promise<Tensor> {
+    const entry = src.get(name);
+    const dtype = safetensorsDType(entry.dtype, `${src.path}: tensor "${name}"`);
+    const shape = entry.shape.length ? entry.shape : [1];
+    const t = Tensor.allocate(dev, shape, dtype, true);
+    const rowBytes = (numel(shape) / Math.max(1, shape[0])) * itemBytes[dtype];
     for (const { row, tensor } of t.rowChunks()) {
-      await file.stream(name, row * rowBytes, tensor.size * itemBytes[dtype], (offset, data) =>
+      await src.stream(name, row * rowBytes, tensor.size * itemBytes[dtype], (offset, data) =>
         dev.write(tensor.store!.buffer, offset, data),
       );
     }

@@ -77,10 +77,14 @@ function checkF32(what: string, ...ts: Tensor[]): void {
   ts.forEach((t, i) => expectDType(t, `${what} operand ${i}`, "f32"));
 }
 
+/** WGSL source of `fn <name>(x: f32) -> f32` computing the op (with the erf/tanh helpers it needs). */
+export function activationWgsl(op: UnaryOp, name = "f"): string {
+  return `${op.startsWith("gelu") ? MATH : ""}\nfn ${name}(x: f32) -> f32 { return ${UNARY[op]}; }`;
+}
+
 export function unary(x: Tensor, op: UnaryOp): Tensor {
   checkF32(op, x);
-  const fns = `${op.startsWith("gelu") ? MATH : ""}\nfn f(x: f32) -> f32 { return ${UNARY[op]}; }`;
-  return launch("f(in0[i])", [x], x.shape, { fns });
+  return launch("f(in0[i])", [x], x.shape, { fns: activationWgsl(op) });
 }
 
 export const silu = (x: Tensor) => unary(x, "silu");

@@ -1,0 +1,169 @@
+// Kernel benchmark: per kernel and size, the time per call, GFLOP/s (compute-bound ops) or GB/s (memory-bound
+// ops), next to baselines measured in the same process: the adapter's own FMA-only peak (`fma_peak`), a CPU matmul
+// (numpy/OpenBLAS when python3-numpy is installed, else a blocked JS loop) and the device-to-device copy rate.
+// Correctness lives in tests/kernels; this file only measures. `bun run bench` writes bench/results.json.
+import { Device, params, Tensor } from "../core/index.ts";
+import * as K from "../kernels/index.ts";
+
+export interface BenchRow {
+  kernel: string;
+  shape: number[];
+  dtype: string;
+  ms: number;
+  gflops?: number;
+  gbps?: number;
+  baseline?: { name: string; gflops?: number; gbps?: number };
+}
+
+/** Mean ms per call of `fn` after warm-ups; each call's tensors are disposed. */
+export async function timeKernel(dev: Device, fn: () => Tensor | { dispose(): void }, minMs = 300, minIters = 3): Promise<number> {
+  for (let i = 0; i < 2; i++) fn().dispose();
+  await dev.sync();
+  let iters = 0;
+  const t0 = performance.now();
+  while (iters < minIters || performance.now() - t0 < minMs) {
+    fn().dispose();
+    iters++;
+    if (iters % 4 === 0) await dev.sync();
+  }
+  await dev.sync();
+  return (performance.now() - t0) / iters;
+}
+
+const FMA_WGSL = `
+struct P { iters: u32 }
+@group(0) @binding(0) var<uniform> u: P;
+@group(0) @binding(1) var<storage, read_write> out: array<vec4f>;
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3u) {
+  let s = f32(gid.x) * 1e-7;
+  var a0 = vec4f(s); var a1 = a0 + 0.1; var a2 = a0 + 0.2; var a3 = a0 + 0.3;
+  var a4 = a0 + 0.4; var a5 = a0 + 0.5; var a6 = a0 + 0.6; var a7 = a0 + 0.7;
+  let m = vec4f(0.999999); let c = vec4f(1e-6);
+  for (var i = 0u; i < u.iters; i++) {
+    a0 = fma(a0, m, c); a1 = fma(a1, m, c); a2 = fma(a2, m, c); a3 = fma(a3, m, c);
+    a4 = fma(a4, m, c); a5 = fma(a5, m, c); a6 = fma(a6, m, c); a7 = fma(a7, m, c);
+  }
+  out[gid.x] = a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7;
+}`;
+
+/** GFLOP/s of a kernel that does nothing but independent vec4 FMAs: the adapter's practical arithmetic peak. */
+export async function fmaPeak(dev: Device, groups = 256, iters = 4096): Promise<number> {
+  const out = Tensor.empty(dev, [groups * 256 * 4]);
+  const p = dev.pipeline(FMA_WGSL);
+  const u = params().u32(iters).bytes();
+  const ms = await timeKernel(dev, () => {
+    dev.run(p, [out.binding()], [groups], u);
+    return { dispose() {} };
+  });
+  out.dispose();
+  return (groups * 256 * iters * 8 * 4 * 2) / (ms * 1e6);
+}
+
+/** CPU matmul baseline: numpy (OpenBLAS) in a subprocess when available, else a cache-blocked JS loop. */
+export async function cpuMatmulGflops(n: number): Promise<{ name: string; gflops: number }> {
+  try {
+    const cp = await import("node:child_process");
+    const code = `import numpy as np, time
+a=np.random.rand(${n},${n}).astype(np.float32); b=np.random.rand(${n},${n}).astype(np.float32); a@b
+t=time.perf_counter(); k=0
+while time.perf_counter()-t<1.0: a@b; k+=1
+print(2*${n}**3*k/(time.perf_counter()-t)/1e9)`;
+    const r = cp.spawnSync("python3", ["-c", code], { encoding: "utf8", timeout: 60_000 });
+    const g = Number(r.stdout.trim());
+    if (r.status === 0 && g > 0) return { name: "numpy-openblas", gflops: g };
+  } catch {
+    // no subprocesses here (browser): fall through to the JS loop
+  }
+  const m = Math.min(n, 384);
+  const a = new Float32Array(m * m).map(Math.random), b = new Float32Array(m * m).map(Math.random), c = new Float32Array(m * m);
+  const t0 = performance.now();
+  for (let i = 0; i < m; i++)
+    for (let k = 0; k < m; k++) {
+      const av = a[i * m + k];
+      for (let j = 0; j < m; j++) c[i * m + j] += av * b[k * m + j];
+    }
+  return { name: "js-loop", gflops: (2 * m ** 3) / ((performance.now() - t0) * 1e6) };
+}
+
+export async function runBench(dev: Device, opts: { quick?: boolean; log?: (s: string) => void } = {}): Promise<BenchRow[]> {
+  const log = opts.log ?? console.log;
+  const rows: BenchRow[] = [];
+  const push = (r: BenchRow) => {
+    rows.push(r);
+    const rate = r.gflops !== undefined ? `${r.gflops.toFixed(2)} GFLOP/s` : `${r.gbps!.toFixed(2)} GB/s`;
+    const base = r.baseline ? `  (${r.baseline.name}: ${(r.baseline.gflops ?? r.baseline.gbps)!.toFixed(2)}${r.baseline.gflops !== undefined ? " GFLOP/s" : " GB/s"})` : "";
+    log(`${r.kernel.padEnd(16)} ${`[${r.shape.join("x")}]`.padEnd(22)} ${r.dtype.padEnd(5)} ${r.ms.toFixed(3).padStart(10)} ms  ${rate}${base}`);
+  };
+  const peak = await fmaPeak(dev);
+  rows.push({ kernel: "fma_peak", shape: [], dtype: "f32", ms: 0, gflops: peak, baseline: { name: dev.describe(), gflops: peak } });
+  log(`adapter: ${dev.describe()}\nfma_peak: ${peak.toFixed(2)} GFLOP/s`);
+  const n = opts.quick ? 512 : 1024;
+  const cpu = await cpuMatmulGflops(n);
+  const fmaBase = { name: "fma_peak", gflops: peak };
+
+  await dev.scope(async () => {
+    for (const dtype of ["f32", "bf16"] as const) {
+      const a = Tensor.randn(dev, [n, n], { seed: 1 });
+      const w = Tensor.fromArray(dev, new Float32Array(n * n).map(() => Math.random() - 0.5), [n, n], dtype);
+      const ms = await timeKernel(dev, () => K.matmul(a, w, { transposeB: true }));
+      push({ kernel: "matmul", shape: [n, n, n], dtype, ms, gflops: (2 * n ** 3) / (ms * 1e6), baseline: cpu });
+      const ratio = (2 * n ** 3) / (ms * 1e6) / peak;
+      log(`  matmul ${dtype}: ${(ratio * 100).toFixed(1)}% of fma_peak, ${((2 * n ** 3) / (ms * 1e6) / cpu.gflops).toFixed(2)}x ${cpu.name}`);
+    }
+    const [L, H, D] = opts.quick ? [256, 4, 128] : [1024, 4, 128];
+    const q = Tensor.randn(dev, [1, L, H, D], { seed: 2 });
+    const ms = await timeKernel(dev, () => K.flashAttention(q, q, q));
+    push({ kernel: "flashAttention", shape: [1, L, H, D], dtype: "f32", ms, gflops: (4 * L * L * H * D) / (ms * 1e6), baseline: fmaBase });
+    const [C, S] = opts.quick ? [64, 32] : [128, 64];
+    const x = Tensor.randn(dev, [1, C, S, S], { seed: 3 });
+    const cw = Tensor.randn(dev, [C, C, 3, 3], { seed: 4 });
+    const cms = await timeKernel(dev, () => K.conv2d(x, cw, undefined, { padding: 1 }));
+    push({ kernel: "conv2d_3x3", shape: [1, C, S, S, C], dtype: "f32", ms: cms, gflops: (2 * C * C * 9 * S * S) / (cms * 1e6), baseline: fmaBase });
+    const r = Tensor.randn(dev, opts.quick ? [1024, 3072] : [4096, 3072], { seed: 5 });
+    const gb = (t: Tensor, ms: number) => (2 * t.bytes) / (ms * 1e6);
+    const copyMs = await timeKernel(dev, () => {
+      const o = Tensor.empty(dev, r.shape);
+      dev.copy(r.binding(), o.binding());
+      return o;
+    });
+    const copyBase = { name: "buffer_copy", gbps: gb(r, copyMs) };
+    for (const [name, f] of [
+      ["rmsNorm", () => K.rmsNorm(r, undefined, { eps: 1e-6 })],
+      ["layerNorm", () => K.layerNorm(r, undefined, undefined, { eps: 1e-6 })],
+      ["softmax", () => K.softmax(r)],
+      ["silu", () => K.silu(r)],
+    ] as [string, () => Tensor][]) {
+      const t = await timeKernel(dev, f);
+      push({ kernel: name, shape: [...r.shape], dtype: "f32", ms: t, gbps: gb(r, t), baseline: copyBase });
+    }
+    const g = Tensor.randn(dev, [1, 128, 256, 256], { seed: 6 });
+    const gms = await timeKernel(dev, () => K.groupNorm(g, 32, undefined, undefined, { eps: 1e-6 }));
+    push({ kernel: "groupNorm", shape: [...g.shape], dtype: "f32", ms: gms, gbps: gb(g, gms), baseline: copyBase });
+    const z = Tensor.randn(dev, [1, 128, 64, 64], { seed: 7 });
+    const hms = await timeKernel(dev, () => {
+      const d = K.haarDwt2d(z, 4);
+      return { dispose: () => [d.low, ...d.details.flatMap((l) => [l.h, l.v, l.d])].forEach((t) => t.dispose()) };
+    });
+    push({ kernel: "haarDwt2d", shape: [...z.shape], dtype: "f32", ms: hms, gbps: gb(z, hms), baseline: copyBase });
+    const rms = await timeKernel(dev, () => Tensor.randn(dev, r.shape, { seed: 9 }));
+    push({ kernel: "randn", shape: [...r.shape], dtype: "f32", ms: rms, gbps: r.bytes / (rms * 1e6), baseline: copyBase });
+  });
+  return rows;
+}
+
+/** Runs the bench and writes the rows as a JSON list to `path`. */
+export async function benchToFile(path: string, quick: boolean): Promise<BenchRow[]> {
+  const dev = await Device.open();
+  const rows = await runBench(dev, { quick });
+  const { writeFile } = await import("node:fs/promises");
+  await writeFile(path, JSON.stringify(rows, null, 2) + "\n");
+  console.log(`wrote ${path}`);
+  dev.destroy();
+  return rows;
+}
+
+if (import.meta.main) {
+  const argv = (globalThis as { process?: { argv: string[] } }).process?.argv ?? [];
+  await benchToFile(new URL("./results.json", import.meta.url).pathname, argv.includes("--quick"));
+}

@@ -1,0 +1,3 @@
+// Every module that registers reference-case runners (core/verify.ts registerCase), imported for its side effect.
+// The one list to extend when a model gains a runner.
+import "../search/verify.ts";
