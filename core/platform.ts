@@ -30,7 +30,7 @@ export interface FileSource {
   read(offset: number, length: number): Promise<Uint8Array>;
 }
 
-const isUrl = (p: string) => /^(https?|blob|data):/.test(p) || runtime === "browser";
+export const isUrl = (p: string) => /^(https?|blob|data):/.test(p) || runtime === "browser";
 
 type Fs = typeof import("node:fs/promises");
 let fsModule: Promise<Fs> | undefined;
