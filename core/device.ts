@@ -298,6 +298,9 @@ export class Device {
     let result: T;
     try {
       result = await fn();
+    } catch (e) {
+      for (const t of set) t.dispose();
+      throw e;
     } finally {
       this.scopes.splice(this.scopes.lastIndexOf(set), 1);
     }

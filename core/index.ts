@@ -2,6 +2,7 @@
 export { Device, params, grid1d, flatIndex, bucketSize, type Binding } from "./device.ts";
 export { Tensor, numel, type Shape, type TensorSource } from "./tensor.ts";
 export * from "./dtype.ts";
-export { randnInto, randnRef, philoxRef } from "./rng.ts";
+export { randnInto, randnRef, philoxRef, boxMullerRef, RNG_WGSL } from "./rng.ts";
+export * from "./verify.ts";
 export * from "./safetensors.ts";
 export { openFile, readText, exists, joinPath, runtime, type FileSource } from "./platform.ts";
