@@ -1,0 +1,221 @@
+// Normalisations: RMSNorm and LayerNorm over the last dim, GroupNorm over (C/groups)·H·W of NCHW tensors.
+// - One row kernel template (reduce.ts layout: a workgroup per long row, several short rows per workgroup)
+//   serves all three: rmsNorm is the uncentred case, layerNorm the centred one, and a GroupNorm group is a
+//   contiguous row of NCHW whose affine parameters are indexed by channel (`i / HW`).
+// - Centring is the corrected two-pass scheme (Chan, Golub & LeVeque): pass 1 gives mean' = Σx/n, pass 2 sums
+//   d = x − mean' and d² (d is exact when x is near the mean), so mean = mean' + Σd/n and M2 = Σd² − (Σd)²/n.
+//   The output uses (x − mean') − Σd/n, never a rounded f32 mean, so data like 1000 + N(0,1) keeps ~1e-7 error.
+// - Big GroupNorm groups (more than GN_CHUNK elements, up to millions in the VAE) run in three dispatches: the same
+//   template in statistics mode writes (mean, M2) per chunk over many workgroups, a row kernel combines each
+//   group's chunks with Chan's pairwise formula, and an elementwise pass normalises (affine, optional SiLU).
+// - Weights/biases may be f32, bf16 or f16 (decoded by wgslLoad); each presence/dtype is a pipeline variant,
+//   the fused SiLU is a uniform flag.
+import { type DType, grid1d, params, Tensor, wgslArrayType, wgslLoad } from "../core/index.ts";
+import { expectDType, expectSameDevice, expectShape, rowsCols } from "./check.ts";
+import { activationWgsl } from "./elementwise.ts";
+import { launchRows, ROW_FIELDS, rowLayout, type RowLayout, wgslRowMain, wgslSegReduce } from "./reduce.ts";
+
+/** GroupNorm groups longer than this are reduced by several workgroups (32 elements per thread each). */
+const GN_CHUNK = 256 * 32;
+/** Elements per workgroup of the GroupNorm apply pass (4 per thread). */
+const GN_BLOCK = 1024;
+
+type OptTensor = Tensor | null | undefined;
+
+interface Affine {
+  w?: DType;
+  b?: DType;
+  /** Adds the uniform-controlled SiLU after the affine step. */
+  silu?: boolean;
+}
+
+/** Bindings (from `first`) and loaders of the optional weight and bias, and the WGSL lines applying them to `y`. */
+function affineWgsl(first: number, a: Affine): { decls: string; apply: (idx: string) => string } {
+  const decls: string[] = [];
+  const lines: string[] = [];
+  let k = first;
+  for (const [name, dt, line] of [["w", a.w, "y = y * load_w(IDX);"], ["b", a.b, "y = y + load_b(IDX);"]] as const) {
+    if (!dt) continue;
+    decls.push(`@group(0) @binding(${k++}) var<storage, read> ${name}buf: array<${wgslArrayType(dt)}>;`, wgslLoad(name, `${name}buf`, dt));
+    lines.push(line);
+  }
+  if (a.silu) {
+    decls.push(activationWgsl("silu", "silu"));
+    lines.push("if (u.silu != 0u) { y = silu(y); }");
+  }
+  return { decls: decls.join("\n"), apply: (idx) => lines.join(" ").replaceAll("IDX", idx) };
+}
+
+const SUM2 = wgslSegReduce("sum2", "vec2f", "return a + b;");
+
+interface RowNorm {
+  center: boolean;
+  /** "stats": write (mean, M2) per logical row instead of normalising. */
+  mode: "y" | "stats";
+  /** Affine parameter index: the column, or the NCHW channel of a GroupNorm row. */
+  index: "col" | "channel";
+  affine: Affine;
+}
+
+function rowNormWgsl(o: RowNorm): string {
+  const aff = affineWgsl(3, o.affine);
+  const stats = o.mode === "stats";
+  const idx = o.index === "col" ? "i" : "(r % u.G) * u.Cg + i / u.HW";
+  const xc = o.center ? "(x[base + i] - hi - lo)" : "x[base + i]";
+  return `
+struct P { ${ROW_FIELDS}, eps: f32, G: u32, Cg: u32, HW: u32, silu: u32 }
+@group(0) @binding(0) var<uniform> u: P;
+@group(0) @binding(1) var<storage, read_write> out: array<${stats ? "vec2f" : "f32"}>;
+@group(0) @binding(2) var<storage, read> x: array<f32>;
+${aff.decls}
+${SUM2}
+${wgslRowMain(`
+  let nf = f32(n);
+  ${o.center ? `
+  var s = 0.0;
+  for (var i = lane; i < n; i += seg) { s += x[base + i]; }
+  let hi = reduce_sum2(tid, seg, vec2f(s, 0.0)).x / nf;` : "let hi = 0.0;"}
+  var acc = vec2f(0.0);
+  for (var i = lane; i < n; i += seg) { let d = x[base + i] - hi; acc += vec2f(d, d * d); }
+  acc = reduce_sum2(tid, seg, acc);
+  ${o.center ? "let lo = acc.x / nf; let m2 = max(acc.y - acc.x * lo, 0.0);" : "let m2 = acc.y;"}
+  ${stats ? "if (live && lane == 0u) { out[row] = vec2f(hi + lo, m2); }" : `
+  let rstd = inverseSqrt(m2 / nf + u.eps);
+  for (var i = lane; i < n; i += seg) {
+    var y = ${xc} * rstd;
+    ${aff.apply(idx)}
+    out[base + i] = y;
+  }`}`)}`;
+}
+
+interface GroupShape {
+  G: number;
+  Cg: number;
+  HW: number;
+}
+
+function runRowNorm(x: Tensor, out: Tensor, l: RowLayout, o: RowNorm, eps: number, g: GroupShape, silu: boolean, w: OptTensor, b: OptTensor): void {
+  const bufs = [out.binding(), x.binding(), ...[w, b].filter((t): t is Tensor => !!t).map((t) => t.binding())];
+  launchRows(x.dev, rowNormWgsl(o), bufs, l, (p) => p.f32(eps).u32(g.G).u32(g.Cg).u32(g.HW).u32(silu ? 1 : 0));
+}
+
+function checkParam(t: OptTensor, x: Tensor, what: string, len: number): DType | undefined {
+  if (!t) return undefined;
+  expectSameDevice(what, x, t);
+  expectDType(t, what, "f32", "bf16", "f16");
+  expectShape(t, what, [len]);
+  return t.dtype;
+}
+
+function lastDimNorm(what: string, center: boolean, x: Tensor, w: OptTensor, b: OptTensor, eps: number): Tensor {
+  expectDType(x, `${what} x`, "f32");
+  const [rows, len] = rowsCols(x);
+  const affine = { w: checkParam(w, x, `${what} weight`, len), b: checkParam(b, x, `${what} bias`, len) };
+  const out = Tensor.empty(x.dev, x.shape);
+  if (out.size) {
+    const o: RowNorm = { center, mode: "y", index: "col", affine };
+    runRowNorm(x, out, rowLayout(rows, len), o, eps, { G: 1, Cg: 1, HW: 1 }, false, w, b);
+  }
+  return out;
+}
+
+/** RMSNorm over the last dim: x · rsqrt(mean(x²) + eps) · weight (weight [D], f32/bf16/f16, optional). */
+export function rmsNorm(x: Tensor, weight: OptTensor, opts: { eps: number }): Tensor {
+  return lastDimNorm("rmsNorm", false, x, weight, null, opts.eps);
+}
+
+/** LayerNorm over the last dim with biased variance (as PyTorch); weight and bias [D] optional. */
+export function layerNorm(x: Tensor, weight: OptTensor, bias: OptTensor, opts: { eps: number }): Tensor {
+  return lastDimNorm("layerNorm", true, x, weight, bias, opts.eps);
+}
+
+const CHAN = `
+  let n = a.x + b.x;
+  if (n == 0.0) { return a; }
+  let d = b.y - a.y;
+  let f = b.x / n;
+  return vec3f(n, a.y + d * f, a.z + b.z + d * d * a.x * f);`;
+
+// One logical row per group over its chunk partials (mean, M2); chunk counts follow from the chunk index.
+const GN_COMBINE_WGSL = `
+struct P { ${ROW_FIELDS}, groupLen: u32, groupChunk: u32, eps: f32 }
+@group(0) @binding(0) var<uniform> u: P;
+@group(0) @binding(1) var<storage, read_write> stats: array<vec2f>;
+@group(0) @binding(2) var<storage, read> parts: array<vec2f>;
+${wgslSegReduce("chan", "vec3f", CHAN)}
+${wgslRowMain(`
+  var acc = vec3f(0.0);
+  for (var i = lane; i < n; i += seg) {
+    acc = combine_chan(acc, vec3f(f32(min(u.groupChunk, u.groupLen - i * u.groupChunk)), parts[base + i]));
+  }
+  acc = reduce_chan(tid, seg, acc);
+  if (live && lane == 0u) { stats[row] = vec2f(acc.y, inverseSqrt(acc.z / acc.x + u.eps)); }`)}`;
+
+function gnApplyWgsl(a: Affine): string {
+  const aff = affineWgsl(4, a);
+  return `
+struct P { planes: u32, HW: u32, C: u32, Cg: u32, blocks: u32, silu: u32 }
+@group(0) @binding(0) var<uniform> u: P;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<storage, read> x: array<f32>;
+@group(0) @binding(3) var<storage, read> stats: array<vec2f>;
+${aff.decls}
+@compute @workgroup_size(256)
+fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let wg = wid.x + wid.y * nwg.x;
+  let plane = wg / u.blocks;
+  if (plane >= u.planes) { return; }
+  let c = plane % u.C;
+  let st = stats[plane / u.Cg];
+  let base = plane * u.HW;
+  let first = (wg % u.blocks) * ${GN_BLOCK}u + tid;
+  for (var k = 0u; k < ${GN_BLOCK / 256}u; k++) {
+    let i = first + k * 256u;
+    if (i < u.HW) {
+      var y = (x[base + i] - st.x) * st.y;
+      ${aff.apply("c")}
+      out[base + i] = y;
+    }
+  }
+}`;
+}
+
+/**
+ * GroupNorm of x [B, C, ...spatial] (NCHW): statistics per (batch, group) over C/groups channels × spatial,
+ * affine per channel (weight, bias [C], optional), then SiLU when `silu` is set.
+ */
+export function groupNorm(x: Tensor, groups: number, weight: OptTensor, bias: OptTensor, opts: { eps: number; silu?: boolean }): Tensor {
+  expectDType(x, "groupNorm x", "f32");
+  if (x.shape.length < 2) throw new Error(`groupNorm x: expected [B, C, ...spatial], got shape [${x.shape}]`);
+  const [B, C] = x.shape;
+  if (!Number.isInteger(groups) || groups < 1 || C % groups) {
+    throw new Error(`groupNorm: ${groups} groups do not divide the ${C} channels of x [${x.shape}]`);
+  }
+  const HW = x.size / Math.max(1, B * C);
+  const g: GroupShape = { G: groups, Cg: C / groups, HW };
+  const len = g.Cg * HW;
+  const silu = !!opts.silu;
+  const affine = { w: checkParam(weight, x, "groupNorm weight", C), b: checkParam(bias, x, "groupNorm bias", C), silu: true };
+  const dev = x.dev;
+  const out = Tensor.empty(dev, x.shape);
+  if (!out.size) return out;
+  const rows = B * groups;
+  if (len <= GN_CHUNK) {
+    runRowNorm(x, out, rowLayout(rows, len), { center: true, mode: "y", index: "channel", affine }, opts.eps, g, silu, weight, bias);
+    return out;
+  }
+  const l = rowLayout(rows, len, GN_CHUNK);
+  const parts = Tensor.empty(dev, [rows, l.nChunks, 2]);
+  runRowNorm(x, parts, l, { center: true, mode: "stats", index: "channel", affine: {} }, 0, g, false, null, null);
+  const stats = Tensor.empty(dev, [rows, 2]);
+  launchRows(dev, GN_COMBINE_WGSL, [stats.binding(), parts.binding()], rowLayout(rows, l.nChunks), (p) =>
+    p.u32(len).u32(GN_CHUNK).f32(opts.eps),
+  );
+  const blocks = Math.ceil(HW / GN_BLOCK);
+  const uni = params().u32(B * C).u32(HW).u32(C).u32(g.Cg).u32(blocks).u32(silu ? 1 : 0).bytes();
+  const bufs = [out.binding(), x.binding(), stats.binding(), ...[weight, bias].filter((t): t is Tensor => !!t).map((t) => t.binding())];
+  dev.run(dev.pipeline(gnApplyWgsl(affine)), bufs, grid1d(B * C * blocks, 1), uni);
+  parts.dispose();
+  stats.dispose();
+  return out;
+}
