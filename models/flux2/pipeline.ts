@@ -1,0 +1,450 @@
+// FLUX.2 text-to-image (diffusers Flux2KleinPipeline semantics): prompt → Qwen3 embeddings → noise → Euler steps
+// of the flow-matching schedule with the DiT → BN de-normalisation, unpatchify → VAE decode → image.
+// Design:
+// - Loaded from a repo folder (or URL prefix) in the diffusers/ModelScope layout: model_index.json, scheduler/,
+//   text_encoder/, tokenizer/, transformer/, vae/; every model is built from its own config.json. Pieces can also
+//   be put together from models already loaded (`Flux2Pipeline.create`), which is how fixtures without a repo run.
+// - Public latents use the noise layout [B, 4·latent_channels, H/16, W/16]; inside the loop they are packed tokens
+//   [B, h·w, C] (token r·w + c), as the transformer takes them.
+// - Prompt embeddings are cached per prompt text ([1, S, J], kept until `clearPrompts`/`dispose`); the text encoder
+//   can be freed once the prompts a search needs are encoded.
+// - Guidance: classifier-free guidance runs when guidanceScale > 1 and either the model is not distilled
+//   (model_index.json is_distilled false, no guidance embedding; the negative prompt defaults to "") or a negative
+//   prompt is given explicitly. Conditional and unconditional rows go through ONE transformer call of batch 2B when
+//   their text lengths agree (else two calls), then v = v_u + s·(v_c − v_u). A transformer with guidance_embeds
+//   gets guidanceScale as its embedded guidance instead.
+// - Steps: step i calls the transformer at t_i/1000 and moves the latents by (σ_{i+1} − σ_i)·v; `denoise` runs any
+//   sub-range [from, to) of a schedule, so callers can stop at an intermediate sigma and resume.
+// - Everything stays on the GPU; nothing is read back unless a caller asks (onStep hands out live tensors).
+import { type Device, joinPath, readText, Tensor } from "../../core/index.ts";
+import { concat, packLatents, unpackLatents } from "../../kernels/layout.ts";
+import { Qwen3PromptEncoder, textIds } from "../qwen3/prompt.ts";
+import { Weights } from "../weights.ts";
+import { FLUX2_SCHEDULER, type FlowMatchConfig, type FlowMatchSchedule, flowMatchSigmas, guidedVelocity } from "./scheduler.ts";
+import { type Flux2TransformerConfig, Flux2Transformer } from "./transformer.ts";
+import { type Flux2VaeConfig, Flux2Vae, imageBytes, type PixelRounding, toImageFloat, type VaeDebug } from "./vae.ts";
+
+/** A prompt's text-encoder output: embeddings [1, S, J] and the token ids and mask [S] they came from. */
+export interface PromptEncoding {
+  embeds: Tensor;
+  ids: Int32Array;
+  mask: Int32Array;
+}
+
+/** What the denoising loop conditions on, prepared once per generation (see `condition`). */
+export interface Conditioning {
+  batch: number;
+  /** Transformer calls per step: one (cond rows, then uncond rows when guiding) or cond and uncond separately. */
+  calls: { context: Tensor; txtIds: Int32Array }[];
+  /** Classifier-free guidance scale, or null for a single conditional prediction. */
+  cfgScale: number | null;
+  /** Embedded guidance value (transformers with guidance_embeds). */
+  guidance?: number;
+  /** Tensors this conditioning allocated (freed by `disposeConditioning`; cached prompt embeddings are not). */
+  owned: Tensor[];
+}
+
+export interface ConditionOptions {
+  /** One prompt for every batch item, or one per item. */
+  prompt?: string | readonly string[];
+  /** [1 or B, S, J] instead of `prompt`. */
+  promptEmbeds?: Tensor;
+  negativePrompt?: string | readonly string[];
+  negativePromptEmbeds?: Tensor;
+  /** CFG scale (non-distilled models or with a negative prompt) or embedded guidance; default 4. */
+  guidanceScale?: number;
+  batch?: number;
+}
+
+/** Tensors handed to `onStep`; valid only during the call (start a read there, or copy). */
+export interface StepInfo {
+  /** Packed latents [B, L, C] the transformer saw. */
+  input: Tensor;
+  /** Raw transformer output: [B, L, C], or [2B, L, C] (cond rows, then uncond rows) with guidance. */
+  prediction: Tensor;
+  /** The velocity the Euler step used (= prediction without guidance). */
+  velocity: Tensor;
+  /** Timestep value passed to the transformer (t/1000). */
+  timestep: number;
+}
+
+/** Packed latents [B, h·w, C] after step i. */
+export type StepCallback = (i: number, latents: Tensor, info: StepInfo) => void;
+
+export interface DenoiseOptions {
+  /** The schedule: default flowMatchSigmas(steps, h·w, scheduler config); diffsynthFlux2Sigmas gives DiffSynth's. */
+  schedule?: FlowMatchSchedule;
+  steps?: number;
+  /** First step index to run (default 0) and the index to stop before (default schedule.steps). */
+  from?: number;
+  to?: number;
+  onStep?: StepCallback;
+  onProgress?: (done: number, total: number) => void;
+}
+
+export interface GenerateOptions extends ConditionOptions, Omit<DenoiseOptions, "from" | "to"> {
+  /** [B, C, H/16, W/16] starting noise; else drawn from `seed` (batch items are consecutive samples). */
+  initialNoise?: Tensor;
+  seed?: number;
+  width?: number;
+  height?: number;
+  /** Receives the VAE decoder's intermediates (post_quant_conv, ...). */
+  vaeDebug?: VaeDebug;
+}
+
+export interface GenerateResult {
+  /** [B, 3, H, W] in [0, 1] (diffusers output_type "pt"). */
+  image: Tensor;
+  /** [B, 3, H, W] raw decoder output (about [-1, 1]); `imageBytes` converts it. */
+  decoded: Tensor;
+  /** Final latents [B, C, H/16, W/16]. */
+  latents: Tensor;
+}
+
+export interface Flux2PipelineParts {
+  transformer: Flux2Transformer;
+  vae: Flux2Vae;
+  text?: Qwen3PromptEncoder | null;
+  scheduler?: FlowMatchConfig;
+  /** model_index.json is_distilled (default false, as diffusers' Flux2KleinPipeline). */
+  isDistilled?: boolean;
+}
+
+interface ModelIndex {
+  _class_name?: string;
+  is_distilled?: boolean;
+  text_encoder?: [string, string] | null;
+}
+
+const readJson = async <T>(path: string): Promise<T> => {
+  try {
+    return JSON.parse(await readText(path)) as T;
+  } catch (e) {
+    throw new Error(`Flux2Pipeline: cannot read ${path}: ${(e as Error).message}`);
+  }
+};
+
+const asList = (p: string | readonly string[]) => (typeof p === "string" ? [p] : [...p]);
+
+/** Image RoPE coordinates [h·w, 4] = (0, r, c, 0) for token r·w + c (diffusers _prepare_latent_ids). */
+export function latentIds(h: number, w: number): Int32Array {
+  const ids = new Int32Array(h * w * 4);
+  for (let r = 0; r < h; r++) {
+    for (let c = 0; c < w; c++) {
+      ids[(r * w + c) * 4 + 1] = r;
+      ids[(r * w + c) * 4 + 2] = c;
+    }
+  }
+  return ids;
+}
+
+export class Flux2Pipeline {
+  readonly isDistilled: boolean;
+  readonly scheduler: FlowMatchConfig;
+  /** Channels of the noise / packed latents (4 × VAE latent channels). */
+  readonly latentChannels: number;
+  /** Pixels per latent token along each axis (VAE downsampling × 2×2 patch). */
+  readonly pixelsPerToken: number;
+  readonly transformer: Flux2Transformer;
+  readonly vae: Flux2Vae;
+  private text: Qwen3PromptEncoder | null;
+  private prompts = new Map<string, PromptEncoding>();
+
+  private constructor(readonly dev: Device, parts: Flux2PipelineParts) {
+    this.transformer = parts.transformer;
+    this.vae = parts.vae;
+    this.text = parts.text ?? null;
+    this.scheduler = parts.scheduler ?? FLUX2_SCHEDULER;
+    this.isDistilled = parts.isDistilled ?? false;
+    this.latentChannels = 4 * this.vae.latentChannels;
+    this.pixelsPerToken = 2 * this.vae.scaleFactor;
+    if (this.transformer.inChannels !== this.latentChannels || this.transformer.outChannels !== this.latentChannels) {
+      throw new Error(
+        `Flux2Pipeline: transformer in/out channels ${this.transformer.inChannels}/${this.transformer.outChannels} ≠ 4 × VAE latent channels ${this.latentChannels}`,
+      );
+    }
+    if (this.text) {
+      const width = this.text.layers.length * this.text.encoder.hidden;
+      if (width !== this.transformer.jointDim) {
+        throw new Error(`Flux2Pipeline: text embeddings are ${this.text.layers.length}×${this.text.encoder.hidden} = ${width} wide, transformer joint_attention_dim is ${this.transformer.jointDim}`);
+      }
+    }
+  }
+
+  /** A pipeline over models already loaded (it takes ownership: `dispose` frees them). */
+  static create(dev: Device, parts: Flux2PipelineParts): Flux2Pipeline {
+    return new Flux2Pipeline(dev, parts);
+  }
+
+  /**
+   * Loads a repo folder or URL prefix in the diffusers layout. `textEncoder: false` skips the Qwen3 weights (then
+   * generation needs promptEmbeds); maxSequenceLength (512) and textLayers (hidden states 9, 18, 27) are the
+   * pipeline's max_sequence_length and text_encoder_out_layers.
+   */
+  static async load(
+    dev: Device,
+    opts: { dir: string; textEncoder?: boolean; maxSequenceLength?: number; textLayers?: readonly number[] },
+  ): Promise<Flux2Pipeline> {
+    const { dir } = opts;
+    const index = await readJson<ModelIndex>(joinPath(dir, "model_index.json"));
+    const scheduler = await readJson<FlowMatchConfig>(joinPath(dir, "scheduler", "scheduler_config.json"));
+    const tCfg = await readJson<Flux2TransformerConfig>(joinPath(dir, "transformer", "config.json"));
+    const vCfg = await readJson<Flux2VaeConfig>(joinPath(dir, "vae", "config.json"));
+    const encoderClass = index.text_encoder?.[1];
+    if ((opts.textEncoder ?? true) && encoderClass && encoderClass !== "Qwen3ForCausalLM") {
+      throw new Error(`Flux2Pipeline: text encoder ${encoderClass} is not supported (Qwen3ForCausalLM only)`);
+    }
+    const loaded: { dispose(): void }[] = [];
+    try {
+      const transformer = await Flux2Transformer.load(dev, await Weights.open(dev, joinPath(dir, "transformer")), tCfg);
+      loaded.push(transformer);
+      const vae = await Flux2Vae.load(dev, await Weights.open(dev, joinPath(dir, "vae")), vCfg, { encoder: false });
+      loaded.push(vae);
+      const text = (opts.textEncoder ?? true) ? await Qwen3PromptEncoder.load(dev, dir, { maxLength: opts.maxSequenceLength, layers: opts.textLayers }) : null;
+      if (text) loaded.push(text);
+      return new Flux2Pipeline(dev, { transformer, vae, text, scheduler, isDistilled: index.is_distilled ?? false });
+    } catch (e) {
+      for (const m of loaded) m.dispose();
+      throw e;
+    }
+  }
+
+  /** Frees every model and cached prompt. */
+  dispose(): void {
+    this.clearPrompts();
+    this.freeTextEncoder();
+    this.transformer.dispose();
+    this.vae.dispose();
+  }
+
+  /** Frees the text encoder (cached prompts stay usable; new prompts then fail). */
+  freeTextEncoder(): void {
+    this.text?.dispose();
+    this.text = null;
+  }
+
+  clearPrompts(): void {
+    for (const p of this.prompts.values()) p.embeds.dispose();
+    this.prompts.clear();
+  }
+
+  // ---- pieces ---------------------------------------------------------------------------------------------
+
+  /** The text conditioning of one prompt (chat template, Qwen3 hidden states 9/18/27), computed once per text. */
+  encodePrompt(prompt: string): PromptEncoding {
+    const hit = this.prompts.get(prompt);
+    if (hit) return hit;
+    if (!this.text) throw new Error("Flux2Pipeline.encodePrompt: no text encoder (loaded without it or freed); pass promptEmbeds");
+    const r = this.text.encode([prompt]);
+    const enc: PromptEncoding = { embeds: r.promptEmbeds.keep(), ids: r.tokens.ids, mask: r.tokens.mask };
+    this.prompts.set(prompt, enc);
+    return enc;
+  }
+
+  /** Token grid of an image size, checking it is a positive multiple of pixelsPerToken. */
+  latentSize(width: number, height: number): { h: number; w: number } {
+    const p = this.pixelsPerToken;
+    const ok = (n: number) => Number.isInteger(n) && n > 0 && n % p === 0;
+    if (!ok(width) || !ok(height)) throw new Error(`Flux2Pipeline: width ${width} and height ${height} must be positive multiples of ${p}`);
+    return { h: height / p, w: width / p };
+  }
+
+  /**
+   * N(0, 1) noise [B, C, H/16, W/16] from the framework's counter-based generator: item b is sample `first + b` of
+   * the seed's stream, so any batch split of the same samples gives the same noise.
+   */
+  generateNoise(opts: { width: number; height: number; seed: number; batch?: number; first?: number }): Tensor {
+    const { h, w } = this.latentSize(opts.width, opts.height);
+    const B = opts.batch ?? 1;
+    const first = opts.first ?? 0;
+    if (!Number.isInteger(B) || B < 1 || !Number.isInteger(first) || first < 0) {
+      throw new Error(`Flux2Pipeline.generateNoise: batch ${B} and first ${first} must be integers ≥ 1 and ≥ 0`);
+    }
+    const perItem = this.latentChannels * h * w; // a multiple of 4: one Philox counter per 4 values
+    return Tensor.randn(this.dev, [B, this.latentChannels, h, w], { seed: opts.seed, offset: (first * perItem) / 4 });
+  }
+
+  /** The pipeline's schedule for `steps` steps at a token count. */
+  schedule(steps: number, imageSeqLen: number): FlowMatchSchedule {
+    return flowMatchSigmas(steps, imageSeqLen, this.scheduler);
+  }
+
+  get defaultSteps(): number {
+    return this.isDistilled ? 4 : 50;
+  }
+
+  /** Prepares the transformer's text input for a batch (see Conditioning). */
+  condition(opts: ConditionOptions): Conditioning {
+    const scale = opts.guidanceScale ?? 4.0;
+    const embedded = this.transformer.guidanceEmbeds;
+    const negativeGiven = opts.negativePrompt !== undefined || opts.negativePromptEmbeds !== undefined;
+    const cfg = scale > 1 && (negativeGiven || (!this.isDistilled && !embedded));
+    const owned: Tensor[] = [];
+    const cond = this.batchEmbeds(opts.prompt, opts.promptEmbeds, opts.batch, owned, "prompt");
+    const B = cond.context.shape[0];
+    const result: Conditioning = { batch: B, calls: [cond], cfgScale: null, guidance: embedded ? scale : undefined, owned };
+    if (!cfg) return result;
+    const uncond = this.batchEmbeds(opts.negativePrompt ?? (opts.negativePromptEmbeds ? undefined : ""), opts.negativePromptEmbeds, B, owned, "negative prompt");
+    result.cfgScale = scale;
+    if (uncond.context.shape[1] !== cond.context.shape[1]) {
+      result.calls = [cond, uncond];
+    } else {
+      const both = concat([cond.context, uncond.context], 0);
+      owned.push(both);
+      result.calls = [{ context: both, txtIds: cond.txtIds }];
+    }
+    return result;
+  }
+
+  /** [B, S, J] context for prompts or given embeddings, repeating a single row to the batch size. */
+  private batchEmbeds(
+    prompt: string | readonly string[] | undefined,
+    embeds: Tensor | undefined,
+    batch: number | undefined,
+    owned: Tensor[],
+    what: string,
+  ): { context: Tensor; txtIds: Int32Array } {
+    if ((prompt === undefined) === (embeds === undefined)) throw new Error(`Flux2Pipeline: give exactly one of ${what} text or ${what} embeddings`);
+    let rows: Tensor[];
+    if (embeds) {
+      if (embeds.shape.length !== 3 || embeds.shape[2] !== this.transformer.jointDim || embeds.dtype !== "f32") {
+        throw new Error(`Flux2Pipeline: ${what} embeddings ${embeds.dtype} [${embeds.shape}] must be f32 [B, S, ${this.transformer.jointDim}]`);
+      }
+      rows = [embeds];
+    } else {
+      const list = asList(prompt!);
+      if (!list.length) throw new Error(`Flux2Pipeline: empty ${what} list`);
+      rows = list.map((p) => this.encodePrompt(p).embeds);
+      if (rows.some((r) => r.shape[1] !== rows[0].shape[1])) throw new Error(`Flux2Pipeline: ${what}s encode to different lengths`);
+    }
+    const have = rows.reduce((n, r) => n + r.shape[0], 0);
+    const B = batch ?? have;
+    if (have !== B && have !== 1) throw new Error(`Flux2Pipeline: ${have} ${what} rows for batch ${B}`);
+    const parts = have === B ? rows : Array<Tensor>(B).fill(rows[0]);
+    let context = parts[0];
+    if (parts.length > 1) {
+      context = concat(parts, 0);
+      owned.push(context);
+    }
+    return { context, txtIds: textIds(1, context.shape[1]) };
+  }
+
+  /**
+   * Runs steps [from, to) of the schedule on latents [B, C, h, w] → new latents [B, C, h, w] (the input is not
+   * consumed).
+   */
+  denoise(latents: Tensor, cond: Conditioning, opts: DenoiseOptions = {}): Tensor {
+    if (latents.shape.length !== 4 || latents.shape[1] !== this.latentChannels || latents.dtype !== "f32") {
+      throw new Error(`Flux2Pipeline.denoise: latents ${latents.dtype} [${latents.shape}] must be f32 [B, ${this.latentChannels}, h, w]`);
+    }
+    const [, , h, w] = latents.shape;
+    const tokens = packLatents(latents);
+    const out = this.denoiseTokens(tokens, h, w, cond, opts);
+    tokens.dispose();
+    const grid = unpackLatents(out, h, w);
+    out.dispose();
+    return grid;
+  }
+
+  private denoiseTokens(x0: Tensor, h: number, w: number, cond: Conditioning, opts: DenoiseOptions): Tensor {
+    const B = x0.shape[0];
+    if (B !== cond.batch) throw new Error(`Flux2Pipeline: latents batch ${B} ≠ conditioning batch ${cond.batch}`);
+    const schedule = opts.schedule ?? this.schedule(opts.steps ?? this.defaultSteps, h * w);
+    const from = opts.from ?? 0;
+    const to = opts.to ?? schedule.steps;
+    if (!Number.isInteger(from) || !Number.isInteger(to) || from < 0 || to > schedule.steps || from > to) {
+      throw new Error(`Flux2Pipeline.denoise: steps [${from}, ${to}) outside the ${schedule.steps}-step schedule`);
+    }
+    const imgIds = latentIds(h, w);
+    let x = x0;
+    for (let i = from; i < to; i++) {
+      const t = schedule.modelTimestep(i);
+      const preds = cond.calls.map(({ context, txtIds }) => {
+        const n = context.shape[0];
+        const input = n === B ? x : concat(Array<Tensor>(n / B).fill(x), 0);
+        const y = this.transformer.forward({
+          x: input,
+          context,
+          timestep: Array<number>(n).fill(t),
+          guidance: cond.guidance === undefined ? undefined : Array<number>(n).fill(cond.guidance),
+          imgIds,
+          txtIds,
+        });
+        if (input !== x) input.dispose();
+        return y;
+      });
+      const prediction = preds.length === 1 ? preds[0] : concat(preds, 0);
+      if (preds.length > 1) preds.forEach((p) => p.dispose());
+      const velocity = cond.cfgScale === null ? prediction : guidedVelocity(prediction, cond.cfgScale);
+      const next = schedule.step(x, velocity, i);
+      opts.onStep?.(i, next, { input: x, prediction, velocity, timestep: t });
+      if (velocity !== prediction) velocity.dispose();
+      prediction.dispose();
+      if (x !== x0) x.dispose();
+      x = next;
+      opts.onProgress?.(i - from + 1, to - from);
+    }
+    // The caller owns the result: return a fresh view when no step ran.
+    return x === x0 ? x0.reshape(x0.shape) : x;
+  }
+
+  /** Latents [B, C, h, w] → { decoded [B, 3, H, W] raw, image [B, 3, H, W] in [0, 1] }. */
+  decode(latents: Tensor, debug?: VaeDebug): { decoded: Tensor; image: Tensor } {
+    const [, , h, w] = latents.shape;
+    const tokens = packLatents(latents);
+    const r = this.decodeTokens(tokens, h, w, debug);
+    tokens.dispose();
+    return r;
+  }
+
+  private decodeTokens(tokens: Tensor, h: number, w: number, debug?: VaeDebug): { decoded: Tensor; image: Tensor } {
+    const z = this.vae.denormalizePacked(tokens, h, w, debug);
+    const decoded = this.vae.decode(z, debug);
+    z.dispose();
+    return { decoded, image: toImageFloat(decoded) };
+  }
+
+  /** Text → image: noise (given or from seed), the denoising loop, VAE decode. */
+  generate(opts: GenerateOptions): GenerateResult {
+    let noise = opts.initialNoise;
+    let width = opts.width, height = opts.height;
+    if (noise) {
+      if (noise.shape.length !== 4) throw new Error(`Flux2Pipeline.generate: initialNoise [${noise.shape}] must be [B, C, h, w]`);
+      const [, , h, w] = noise.shape;
+      width ??= w * this.pixelsPerToken;
+      height ??= h * this.pixelsPerToken;
+      const size = this.latentSize(width, height);
+      if (size.h !== h || size.w !== w) throw new Error(`Flux2Pipeline.generate: initialNoise [${noise.shape}] does not fit ${width}×${height}`);
+    } else {
+      if (opts.seed === undefined || width === undefined || height === undefined) {
+        throw new Error("Flux2Pipeline.generate: give initialNoise, or seed with width and height");
+      }
+      noise = this.generateNoise({ width, height, seed: opts.seed, batch: opts.batch ?? 1 });
+    }
+    const { h, w } = this.latentSize(width, height);
+    const cond = this.condition({ ...opts, batch: noise.shape[0] });
+    try {
+      const tokens = packLatents(noise);
+      if (noise !== opts.initialNoise) noise.dispose();
+      const out = this.denoiseTokens(tokens, h, w, cond, opts);
+      tokens.dispose();
+      const { decoded, image } = this.decodeTokens(out, h, w, opts.vaeDebug);
+      const latents = unpackLatents(out, h, w);
+      out.dispose();
+      return { image, decoded, latents };
+    } finally {
+      disposeConditioning(cond);
+    }
+  }
+
+  /** A generation's pixels as uint8 [B, H, W, 3]: rounded like diffusers or truncated like DiffSynth. */
+  imageBytes(result: { decoded: Tensor }, rounding: PixelRounding = "round"): Promise<Uint8Array> {
+    return imageBytes(result.decoded, rounding);
+  }
+}
+
+/** Frees the tensors a Conditioning allocated (cached prompt embeddings stay). */
+export function disposeConditioning(c: Conditioning): void {
+  for (const t of c.owned) t.dispose();
+  c.owned.length = 0;
+}
