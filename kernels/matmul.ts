@@ -1,0 +1,371 @@
+// Matrix products y = a·bᵀ (weights, PyTorch Linear layout) or y = a·b, f32 activations a [..., M, K] times
+// f32/f16/bf16 b, with a fused epilogue. Design:
+// - Tiled kernel: a workgroup owns a BM×BN output tile. Per BK step it stages an A tile and a B tile in workgroup
+//   memory, both k-major as vec4 (4 rows / 4 columns per element), and every thread accumulates a TM×TN block in
+//   registers as outer products of vec4 reads. Tile sizes are per device (`matmulTiles`) and injected as constants;
+//   tile loads and the TM×TN block are unrolled in the text, the k loop is left to the driver. The epilogue goes out
+//   through workgroup memory one accumulator row at a time, so stores are coalesced.
+// - Small-M kernel (at most GEMV_ROWS rows, unbatched transposed b): 32 threads per output column stride over K with
+//   coalesced reads of the weight row, so weights are read once; partial sums meet in workgroup memory.
+// - Loads: when every row of a and b starts 4-aligned (K % 4 == 0, and N % 4 == 0 for b [K, N]) a and f32 b are read
+//   as vec4 and 16-bit b as two packed u32 words; otherwise element by element. Tile edges are bounds-checked in both.
+// - Epilogue, in this order: v = acc; v += bias[n]; v = act(v); v = gate[batch, n]·v; v += residual[m, n].
+//   So y = residual + gate ⊙ act(a·bᵀ + bias); a gate needs a residual (the transformer's gated residual).
+// - Batches: a's leading dims flatten to Ba. With b unbatched ([N, K] / [K, N]) a is treated as Ba·M rows in one
+//   grid; with b batched (same leading count) grid z runs the batches.
+// - Weights in row chunks (`rowChunks()`, each [n_i, K], transposeB only): one dispatch per chunk, writing output
+//   columns [row, row + n_i) (column offset and row stride in the uniforms).
+// - Pipeline variants: kernel × b dtype × transposeB × vec4 × bias dtype × activation × gate × residual, generated on
+//   first use; the text is memoised so the device's pipeline cache hits without rebuilding it.
+import { type Device, type DType, params, Tensor, wgslArrayType, wgslLoad } from "../core/index.ts";
+import { expectDType, expectSameDevice, expectShape } from "./check.ts";
+import { activationWgsl } from "./elementwise.ts";
+
+export type Activation = "silu" | "gelu" | "geluTanh" | "quickGelu";
+
+/** Output tile BM×BN per workgroup, K step BK, TM×TN outputs per thread (TM, TN, BK multiples of 4). */
+export interface MatmulTiles {
+  BM: number;
+  BN: number;
+  BK: number;
+  TM: number;
+  TN: number;
+}
+
+export interface MatmulOptions {
+  /** b is [N, K] (default, weights) rather than [K, N]. */
+  transposeB?: boolean;
+  /** [N], any float dtype. */
+  bias?: Tensor;
+  activation?: Activation;
+  /** f32, the output's shape; added last. */
+  residual?: Tensor;
+  /** f32 [Ba, N] per-batch scale of act(a·bᵀ + bias), for a [Ba, M, K]; needs `residual`. */
+  gate?: Tensor;
+  /** Overrides the device's tile sizes (benchmarks, tests). */
+  tiles?: MatmulTiles;
+}
+
+/** Rows handled by the small-M kernel (and the most it is used for). */
+const GEMV_ROWS = 8;
+const GEMV_LANES = 32; // threads per output column
+const GEMV_WG = 256;
+
+// The classic register-blocked sgemm shape: 256 threads, 8×8 outputs each, 16 KiB of workgroup memory (within
+// WebGPU's default limits). On lavapipe 8×16 and 16×16 blocks run 10-30% faster but compile 3-8× slower than this
+// one's 1.2 s, so every device starts here; a benchmark sweep can pick others per device with `setMatmulTiles`.
+const DEFAULT_TILES: MatmulTiles = { BM: 128, BN: 128, BK: 16, TM: 8, TN: 8 };
+const deviceTiles = new WeakMap<Device, MatmulTiles>();
+
+/** The tile sizes matmul uses on this device unless a call overrides them. */
+export function matmulTiles(dev: Device): MatmulTiles {
+  return deviceTiles.get(dev) ?? DEFAULT_TILES;
+}
+
+/** Sets this device's tile sizes (validated against its limits). */
+export function setMatmulTiles(dev: Device, tiles: MatmulTiles): void {
+  checkTiles(tiles, dev);
+  deviceTiles.set(dev, { ...tiles });
+}
+
+function checkTiles(t: MatmulTiles, dev: Device): number {
+  const threads = (t.BM / t.TM) * (t.BN / t.TN);
+  const ok =
+    [t.BM, t.BN, t.BK, t.TM, t.TN].every((x) => Number.isInteger(x) && x > 0) &&
+    [t.BK, t.TM, t.TN].every((x) => x % 4 === 0) &&
+    t.BM % t.TM === 0 &&
+    t.BN % t.TN === 0 &&
+    ((t.BM * t.BK) / 4) % threads === 0 &&
+    ((t.BN * t.BK) / 4) % threads === 0 &&
+    threads <= dev.limits.maxComputeInvocationsPerWorkgroup &&
+    (t.BM + t.BN) * t.BK * 4 <= dev.limits.maxComputeWorkgroupStorageSize;
+  if (!ok) throw new Error(`matmul: tiles ${JSON.stringify(t)} are not valid on this device`);
+  return threads;
+}
+
+// ---- WGSL ------------------------------------------------------------------------------------------------------
+
+interface Variant {
+  dtype: DType; // b
+  transposeB: boolean;
+  vec: boolean;
+  bias: DType | null;
+  act: Activation | null;
+  gate: boolean;
+  residual: boolean;
+}
+
+/** Uniforms, bindings, load helpers and the epilogue `store(row, n, acc)` shared by both kernels. */
+function common(v: Variant): string {
+  const extra: string[] = [];
+  if (v.bias) extra.push(`var<storage, read> bias: array<${wgslArrayType(v.bias)}>;`);
+  if (v.gate) extra.push("var<storage, read> gate: array<f32>;");
+  if (v.residual) extra.push("var<storage, read> residual: array<f32>;");
+  const bType = v.dtype === "f32" ? (v.vec ? "vec4f" : "f32") : "u32";
+  // ldX(i, left): elements i..i+3 of the flat array, of which `left` (≥ 1) are inside the row.
+  const scalar = (x: string) =>
+    `fn ld${x}(i: u32, left: u32) -> vec4f {
+  var r = vec4f(0.0);
+  for (var j = 0u; j < 4u; j++) { if (j < left) { r[j] = load_${x}(i + j); } }
+  return r;
+}`;
+  const vecB = {
+    f32: "return B[i >> 2u];",
+    bf16: "let w0 = B[i >> 1u]; let w1 = B[(i >> 1u) + 1u];\n  return bitcast<vec4f>(vec4u(w0 << 16u, w0 & 0xffff0000u, w1 << 16u, w1 & 0xffff0000u));",
+    f16: "return vec4f(unpack2x16float(B[i >> 1u]), unpack2x16float(B[(i >> 1u) + 1u]));",
+  } as Record<DType, string>;
+  return `
+struct P { M: u32, N: u32, K: u32, ldo: u32, nOff: u32, bStride: u32, gateRows: u32 }
+@group(0) @binding(0) var<uniform> u: P;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<storage, read> A: array<${v.vec ? "vec4f" : "f32"}>;
+@group(0) @binding(3) var<storage, read> B: array<${bType}>;
+${extra.map((d, i) => `@group(0) @binding(${i + 4}) ${d}`).join("\n")}
+${
+  v.vec
+    ? `fn ldA(i: u32, left: u32) -> vec4f { return A[i >> 2u]; }\nfn ldB(i: u32, left: u32) -> vec4f {\n  ${vecB[v.dtype]}\n}`
+    : `${wgslLoad("A", "A", "f32")}\n${scalar("A")}\n${wgslLoad("B", "B", v.dtype)}\n${scalar("B")}`
+}
+${v.bias ? wgslLoad("bias", "bias", v.bias) : ""}
+${v.act ? activationWgsl(v.act, "act") : ""}
+fn store(row: u32, n: u32, acc: f32) {
+  let col = u.nOff + n;
+  let o = row * u.ldo + col;
+  var y = acc;
+  ${v.bias ? "y = y + load_bias(col);" : ""}
+  ${v.act ? "y = act(y);" : ""}
+  ${v.gate ? "y = gate[(row / u.gateRows) * u.ldo + col] * y;" : ""}
+  ${v.residual ? "y = y + residual[o];" : ""}
+  out[o] = y;
+}`;
+}
+
+function tiledWgsl(v: Variant, t: MatmulTiles, threads: number): string {
+  const { BM, BN, BK, TM, TN } = t;
+  const TX = BN / TN, TY = BM / TM; // threads along n and m
+  const am = BM / 4, bn = BN / 4; // vec4 per k row of the A / B tile
+  const bOff = BK * am; // the B tile follows the A tile in S
+  const L: string[] = [];
+  // Tile loads: thread `lid` handles vec4 number lid + q·threads of the tile.
+  // A (and b [N, K]): rows × BK/4 vec4 along k, stored transposed (k-major) element by element.
+  const loadRows = (base: number, stride: number, rows: number, bound: string, first: string, index: string, ld: string) => {
+    for (let q = 0; q < (rows * BK) / 4 / threads; q++) {
+      L.push(`    {
+      let l = lid + ${q * threads}u; let r = l / ${BK / 4}u; let c = (l % ${BK / 4}u) * 4u;
+      let g = ${first} + r; let k = k0 + c;
+      var x = vec4f(0.0);
+      if (g < ${bound} && k < u.K) { x = ${ld}(${index}, u.K - k); }
+      let s = ${base}u + c * ${stride}u + r / 4u; let e = r % 4u;
+      S[s][e] = x.x; S[s + ${stride}u][e] = x.y; S[s + ${2 * stride}u][e] = x.z; S[s + ${3 * stride}u][e] = x.w;
+    }`);
+    }
+  };
+  loadRows(0, am, BM, "u.M", "m0", "(rowBase + g) * u.K + k", "ldA");
+  if (v.transposeB) loadRows(bOff, bn, BN, "u.N", "n0", "bBase + g * u.K + k", "ldB");
+  else {
+    // b [K, N]: BK rows × BN/4 vec4 along n, already k-major.
+    for (let q = 0; q < (BN * BK) / 4 / threads; q++) {
+      L.push(`    {
+      let l = lid + ${q * threads}u; let r = l / ${bn}u; let c = (l % ${bn}u) * 4u;
+      let k = k0 + r; let n = n0 + c;
+      var x = vec4f(0.0);
+      if (k < u.K && n < u.N) { x = ldB(bBase + k * u.N + n, u.N - n); }
+      S[${bOff}u + r * ${bn}u + c / 4u] = x;
+    }`);
+    }
+  }
+  // Thread (tx, ty) owns row quads i·TY + ty and column quads j·TX + tx (strided so a warp's vec4 reads are contiguous).
+  const acc = (i: number, j: number) => `c${i}_${j}`;
+  const decl: string[] = [];
+  for (let i = 0; i < TM; i++) for (let j = 0; j < TN / 4; j++) decl.push(`var ${acc(i, j)} = vec4f(0.0);`);
+  // One k step: TM/4 + TN/4 vec4 reads, TM·TN FMAs. The k loop itself is left to the driver (unrolling it in the
+  // text made lavapipe compile 3× slower for no speed).
+  const body = [
+    ...Array.from({ length: TM / 4 }, (_, i) => `      let a${i} = S[kk * ${am}u + ${i * TY}u + ty];`),
+    ...Array.from({ length: TN / 4 }, (_, j) => `      let b${j} = S[${bOff}u + kk * ${bn}u + ${j * TX}u + tx];`),
+  ];
+  for (let i = 0; i < TM; i++) {
+    for (let j = 0; j < TN / 4; j++) body.push(`      ${acc(i, j)} = fma(vec4f(a${i >> 2}[${i & 3}]), b${j}, ${acc(i, j)});`);
+  }
+  // Epilogue: pass i stages every thread's accumulator row i (TY tile rows, 4 apart) in S, then the workgroup writes
+  // those rows out with consecutive threads on consecutive columns: coalesced, and one copy of the epilogue code.
+  const cases: string[] = [];
+  for (let i = 0; i < TM; i++) {
+    const st = Array.from({ length: TN / 4 }, (_, j) => `S[ty * ${bn}u + ${j * TX}u + tx] = ${acc(i, j)};`);
+    cases.push(`      case ${i}u: { ${st.join(" ")} }`);
+  }
+  return `${common(v)}
+var<workgroup> S: array<vec4f, ${Math.max((BM + BN) * BK, TY * BN) / 4}>;
+@compute @workgroup_size(${threads})
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let tx = lid % ${TX}u;
+  let ty = lid / ${TX}u;
+  let m0 = wg.y * ${BM}u;
+  let n0 = wg.x * ${BN}u;
+  let rowBase = wg.z * u.M;
+  let bBase = wg.z * u.bStride;
+  ${decl.join("\n  ")}
+  for (var k0 = 0u; k0 < u.K; k0 += ${BK}u) {
+${L.join("\n")}
+    workgroupBarrier();
+    for (var kk = 0u; kk < ${BK}u; kk++) {
+${body.join("\n")}
+    }
+    workgroupBarrier();
+  }
+  for (var i = 0u; i < ${TM}u; i++) {
+    workgroupBarrier();
+    switch i {
+${cases.join("\n")}
+      default: {}
+    }
+    workgroupBarrier();
+    for (var e = lid; e < ${TY * BN}u; e += ${threads}u) {
+      let m = m0 + ((i / 4u) * ${TY}u + e / ${BN}u) * 4u + i % 4u;
+      let n = n0 + e % ${BN}u;
+      if (m < u.M && n < u.N) { store(rowBase + m, n, S[e / 4u][e % 4u]); }
+    }
+  }
+}`;
+}
+
+function gemvWgsl(v: Variant): string {
+  const R = GEMV_ROWS, W = GEMV_WG, C = W / GEMV_LANES, P = W + C; // P: padded row of `part` (no bank conflicts)
+  const rows = (f: (r: number) => string) => Array.from({ length: R }, (_, r) => f(r)).join("\n");
+  // Thread lid: column c = lid % C of the workgroup's C columns, k slice lane = lid / C. A warp reads 4 slices of
+  // 8 weight rows (whole 32-byte sectors) and shares the activation reads.
+  return `${common(v)}
+var<workgroup> part: array<f32, ${R * P}>;
+@compute @workgroup_size(${W})
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let c = lid % ${C}u;
+  let n = wg.x * ${C}u + c;
+  let r0 = wg.y * ${R}u;
+${rows((r) => `  var s${r} = 0.0;`)}
+  if (n < u.N) {
+    for (var k = (lid / ${C}u) * 4u; k < u.K; k += ${GEMV_LANES * 4}u) {
+      let w = ldB(n * u.K + k, u.K - k);
+${rows((r) => `      if (r0 + ${r}u < u.M) { s${r} += dot(ldA((r0 + ${r}u) * u.K + k, u.K - k), w); }`)}
+    }
+  }
+${rows((r) => `  part[${r * P}u + lid] = s${r};`)}
+  // One barrier, then one thread per (row, column) adds the slices and runs the epilogue (a single copy of its code;
+  // barriers inside loops make lavapipe's compile several times slower).
+  workgroupBarrier();
+  if (lid < ${R * C}u) {
+    let r = lid / ${C}u;
+    var t = 0.0;
+    for (var l = 0u; l < ${GEMV_LANES}u; l++) { t += part[r * ${P}u + l * ${C}u + c]; }
+    if (r0 + r < u.M && n < u.N) { store(r0 + r, n, t); }
+  }
+}`;
+}
+
+const texts = new Map<string, string>();
+
+function shaderText(v: Variant, tiles: MatmulTiles | null, threads: number): string {
+  const key = JSON.stringify([v, tiles]);
+  let s = texts.get(key);
+  if (!s) {
+    s = tiles ? tiledWgsl(v, tiles, threads) : gemvWgsl(v);
+    texts.set(key, s);
+  }
+  return s;
+}
+
+// ---- launchers -------------------------------------------------------------------------------------------------
+
+const FLOAT: DType[] = ["f32", "f16", "bf16"];
+
+/**
+ * y = act(a·bᵀ + bias), then gate and residual as in the header: a f32 [..., M, K]; b [N, K] or [..., N, K] with
+ * `transposeB` (default), [K, N] or [..., K, N] without; a batched b has a's leading batch count. → [..., M, N] f32.
+ */
+export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
+  const chunks = b.rowChunks();
+  if (chunks.length > 1) {
+    if (opts.transposeB === false || b.shape.length !== 2) {
+      throw new Error(`matmul: b [${b.shape}] spans ${chunks.length} bindings; only unbatched [N, K] weights (transposeB) may`);
+    }
+    return matmulChunks(a, chunks.map((c) => c.tensor), opts);
+  }
+  return product(a, [b], b.shape, opts);
+}
+
+/** matmul with transposed weights given as row chunks [n_i, K] of one [Σn_i, K] matrix (what chunked tensors hold). */
+export function matmulChunks(a: Tensor, chunks: readonly Tensor[], opts: Omit<MatmulOptions, "transposeB"> = {}): Tensor {
+  const K = chunks[0]?.shape[1];
+  for (const c of chunks) {
+    if (c.shape.length !== 2 || c.shape[1] !== K || c.dtype !== chunks[0].dtype) {
+      throw new Error(`matmul: weight chunks must all be [n_i, ${K}] ${chunks[0].dtype}, got [${c.shape}] ${c.dtype}`);
+    }
+  }
+  const N = chunks.reduce((s, c) => s + c.shape[0], 0);
+  return product(a, chunks, [N, K], { ...opts, transposeB: true });
+}
+
+function product(a: Tensor, parts: readonly Tensor[], bShape: readonly number[], opts: MatmulOptions): Tensor {
+  const tb = opts.transposeB ?? true;
+  const b = parts[0];
+  const what = `matmul(a [${a.shape}], b [${bShape}]${tb ? "ᵀ" : ""})`;
+  const epilogue = [opts.bias, opts.gate, opts.residual].filter((t): t is Tensor => t !== undefined);
+  expectSameDevice(what, a, ...parts, ...epilogue);
+  expectDType(a, `${what} a`, "f32");
+  expectDType(b, `${what} b`, ...FLOAT);
+  if (a.shape.length < 2 || bShape.length < 2) throw new Error(`${what}: a and b need at least 2 dims`);
+  const [M, K] = a.shape.slice(-2);
+  const Ba = a.shape.slice(0, -2).reduce((x, y) => x * y, 1);
+  const [bR, bC] = bShape.slice(-2);
+  const [Kb, N] = tb ? [bC, bR] : [bR, bC];
+  if (Kb !== K) throw new Error(`${what}: inner dims differ (a has K = ${K}, b has ${Kb})`);
+  const Bb = bShape.slice(0, -2).reduce((x, y) => x * y, 1);
+  const shared = bShape.length === 2 || Bb === 1;
+  if (!shared && Bb !== Ba) throw new Error(`${what}: batch counts differ (a has ${Ba}, b has ${Bb})`);
+  const outShape = [...a.shape.slice(0, -1), N];
+  const { bias, gate, residual, activation } = opts;
+  if (bias) {
+    expectDType(bias, `${what} bias`, ...FLOAT);
+    expectShape(bias, `${what} bias`, [N]);
+  }
+  if (residual) {
+    expectDType(residual, `${what} residual`, "f32");
+    expectShape(residual, `${what} residual`, outShape);
+  }
+  if (gate) {
+    expectDType(gate, `${what} gate`, "f32");
+    if (!residual) throw new Error(`${what}: a gate needs a residual (y = residual + gate·(a·bᵀ + bias))`);
+    if (gate.size !== Ba * N || gate.shape[gate.shape.length - 1] !== N) {
+      throw new Error(`${what} gate: expected [${Ba}, ${N}] (one row per batch), got [${gate.shape}]`);
+    }
+  }
+  const dev = a.dev;
+  const out = Tensor.empty(dev, outShape);
+  // Unbatched b: every batch of a is just more rows.
+  const [Z, rows] = shared ? [1, Ba * M] : [Ba, M];
+  const vec = K > 0 && K % 4 === 0 && (tb || N % 4 === 0);
+  const gemv = tb && shared && rows <= GEMV_ROWS;
+  const tiles = opts.tiles ?? matmulTiles(dev);
+  const threads = gemv ? GEMV_WG : checkTiles(tiles, dev);
+  const variant: Variant = {
+    dtype: b.dtype,
+    transposeB: tb,
+    vec,
+    bias: bias?.dtype ?? null,
+    act: activation ?? null,
+    gate: !!gate,
+    residual: !!residual,
+  };
+  const pipeline = dev.pipeline(shaderText(variant, gemv ? null : tiles, threads));
+  const extra = epilogue.map((t) => t.binding());
+  let nOff = 0;
+  for (const part of parts) {
+    const n = tb ? part.shape[part.shape.length - 2] : N;
+    const uni = params().u32(rows).u32(n).u32(K).u32(N).u32(nOff).u32(shared ? 0 : N * K).u32(Math.max(1, M)).bytes();
+    const grid: [number, number, number] = gemv
+      ? [Math.ceil(n / (GEMV_WG / GEMV_LANES)), Math.ceil(rows / GEMV_ROWS), 1]
+      : [Math.ceil(n / tiles.BN), Math.ceil(rows / tiles.BM), Z];
+    dev.run(pipeline, [out.binding(), a.binding(), part.binding(), ...extra], grid, uni);
+    nOff += n;
+  }
+  return out;
+}

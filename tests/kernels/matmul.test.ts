@@ -1,0 +1,181 @@
+import { describe, expect, test } from "bun:test";
+import { type DType, roundTo, Tensor } from "../../core/index.ts";
+import { type Activation, matmul, matmulChunks, type MatmulTiles, setMatmulTiles } from "../../kernels/matmul.ts";
+import { matmulRef } from "../../kernels/matmul.ref.ts";
+import { assertClose, rand, testDevice } from "../util.ts";
+
+// Every case compares against the f64 reference on the same (rounded) weights; outputs start as NaN (poisoned pool).
+// Pipelines compile for seconds on lavapipe, so the cases reuse a small set of variants.
+const TOL = 1e-5;
+
+interface Case {
+  M: number;
+  N: number;
+  K: number;
+  /** a's leading dims (none: a is [M, K]). */
+  lead?: number[];
+  /** b carries the same leading dims as a. */
+  bBatched?: boolean;
+  transposeB?: boolean;
+  dtype?: DType;
+  bias?: DType;
+  act?: Activation;
+  residual?: boolean;
+  gate?: boolean;
+  tiles?: MatmulTiles;
+}
+
+let seed = 1;
+const worst: Record<string, number> = {};
+
+async function check(c: Case, label: string): Promise<void> {
+  const dev = await testDevice();
+  const { M, N, K, lead = [], transposeB = true, dtype = "f32" } = c;
+  const batch = lead.reduce((x, y) => x * y, 1);
+  const bLead = c.bBatched ? lead : [];
+  const a = rand(batch * M * K, seed++);
+  const b = roundTo(rand((c.bBatched ? batch : 1) * N * K, seed++), dtype);
+  const bias = c.bias ? roundTo(rand(N, seed++), c.bias) : undefined;
+  const residual = c.residual ? rand(batch * M * N, seed++) : undefined;
+  const gate = c.gate ? rand(batch * N, seed++, -2, 2) : undefined;
+  const y = matmul(Tensor.fromArray(dev, a, [...lead, M, K]), Tensor.fromArray(dev, b, [...bLead, ...(transposeB ? [N, K] : [K, N])], dtype), {
+    transposeB,
+    bias: bias && Tensor.fromArray(dev, bias, [N], c.bias),
+    activation: c.act,
+    residual: residual && Tensor.fromArray(dev, residual, [...lead, M, N]),
+    gate: gate && Tensor.fromArray(dev, gate, [batch, N]),
+    tiles: c.tiles,
+  });
+  expect(y.shape).toEqual([...lead, M, N]);
+  const ref = matmulRef(a, b, M, N, K, { transposeB, batch, bias, act: c.act, residual, gate });
+  const e = assertClose(await y.toArray(), ref, TOL, `${label} ${JSON.stringify(c)}`);
+  worst[label] = Math.max(worst[label] ?? 0, e);
+}
+
+const report = (label: string) => console.log(`matmul ${label}: max relative error ${worst[label].toExponential(2)}`);
+
+const ODD: [number, number, number][] = [[1, 1, 1], [1, 70, 40], [2, 3, 1], [9, 1, 5], [16, 5, 1], [33, 65, 17], [127, 31, 259], [130, 129, 64]];
+
+describe("matmul", () => {
+  test("f32 b [N, K]: size-1 dims, M = 1 and shapes off the tile grid", async () => {
+    for (const [M, N, K] of ODD) await check({ M, N, K }, "bᵀ f32");
+    report("bᵀ f32");
+  }, 120_000);
+
+  test("f32 b [K, N] (transposeB false)", async () => {
+    for (const [M, N, K] of [...ODD, [1, 64, 32], [64, 48, 40]] as [number, number, number][]) {
+      await check({ M, N, K, transposeB: false }, "b f32");
+    }
+    report("b f32");
+  }, 120_000);
+
+  test("batched a with shared and batched b", async () => {
+    await check({ M: 33, N: 40, K: 20, lead: [3] }, "batched");
+    await check({ M: 3, N: 40, K: 12, lead: [2] }, "batched"); // 6 rows: small-M kernel
+    await check({ M: 9, N: 17, K: 20, lead: [3], bBatched: true }, "batched");
+    await check({ M: 9, N: 17, K: 20, lead: [3], bBatched: true, transposeB: false }, "batched");
+    await check({ M: 9, N: 12, K: 8, lead: [2, 2], bBatched: true, transposeB: false }, "batched");
+    report("batched");
+  }, 120_000);
+
+  test("f16 and bf16 weights (reference on the rounded weights)", async () => {
+    const cases: [DType, Case][] = [
+      ["f16", { M: 33, N: 65, K: 24 }],
+      ["f16", { M: 20, N: 36, K: 16, transposeB: false }],
+      ["f16", { M: 3, N: 7, K: 9 }],
+      ["bf16", { M: 33, N: 65, K: 24 }],
+      ["bf16", { M: 17, N: 9, K: 13 }],
+      ["bf16", { M: 10, N: 7, K: 9, transposeB: false }],
+      ["bf16", { M: 1, N: 40, K: 24 }],
+      ["bf16", { M: 9, N: 17, K: 20, lead: [2], bBatched: true }],
+    ];
+    for (const [dtype, c] of cases) await check({ ...c, dtype }, "16-bit");
+    report("16-bit");
+  }, 120_000);
+
+  test("fused epilogues: y = residual + gate ⊙ act(a·bᵀ + bias)", async () => {
+    await check({ M: 33, N: 40, K: 24, bias: "f32", act: "silu" }, "epilogue");
+    await check({ M: 33, N: 40, K: 24, bias: "bf16", act: "gelu" }, "epilogue");
+    await check({ M: 33, N: 40, K: 24, bias: "f16", act: "geluTanh", residual: true }, "epilogue");
+    await check({ M: 20, N: 36, K: 16, transposeB: false, act: "quickGelu", residual: true }, "epilogue");
+    await check({ M: 40, N: 36, K: 24, lead: [2], residual: true, gate: true }, "epilogue");
+    await check({ M: 9, N: 36, K: 16, lead: [3], bBatched: true, dtype: "bf16", bias: "f32", act: "silu", residual: true, gate: true }, "epilogue");
+    await check({ M: 3, N: 40, K: 24, lead: [2], bias: "bf16", act: "gelu", residual: true, gate: true }, "epilogue");
+    await check({ M: 1, N: 40, K: 24, residual: true }, "epilogue");
+    report("epilogue");
+  }, 120_000);
+
+  test("one large case: 256×512×384", async () => {
+    await check({ M: 256, N: 512, K: 384 }, "large");
+    await check({ M: 256, N: 512, K: 384, dtype: "bf16" }, "large");
+    report("large");
+  }, 120_000);
+
+  test("other tile shapes give the same products", async () => {
+    const tiles = { BM: 64, BN: 32, BK: 16, TM: 4, TN: 8 };
+    await check({ M: 70, N: 45, K: 36, tiles }, "tiles");
+    await check({ M: 70, N: 45, K: 19, transposeB: false, tiles }, "tiles");
+    report("tiles");
+    const dev = await testDevice();
+    expect(() => setMatmulTiles(dev, { BM: 64, BN: 64, BK: 6, TM: 4, TN: 4 })).toThrow(/tiles .* are not valid/);
+  }, 120_000);
+
+  test("weights in row chunks write their own output columns", async () => {
+    const dev = await testDevice();
+    const K = 24, sizes = [5, 7, 4], N = 16;
+    const w = rand(N * K, 50), bias = rand(N, 51);
+    for (const M of [20, 1]) {
+      const a = rand(M * K, 52 + M), res = rand(M * N, 53 + M);
+      const chunks = sizes.map((n, i) => {
+        const row = sizes.slice(0, i).reduce((x, y) => x + y, 0);
+        return Tensor.fromArray(dev, w.subarray(row * K, (row + n) * K), [n, K]);
+      });
+      const ta = Tensor.fromArray(dev, a, [M, K]);
+      if (M > 1) {
+        const y = matmulChunks(ta, chunks, { bias: Tensor.fromArray(dev, bias, [N]), activation: "silu" });
+        expect(y.shape).toEqual([M, N]);
+        assertClose(await y.toArray(), matmulRef(a, w, M, N, K, { bias, act: "silu" }), TOL, "chunks tiled");
+      } else {
+        const gate = rand(N, 54);
+        const y = matmulChunks(ta, chunks, {
+          bias: Tensor.fromArray(dev, roundTo(bias, "bf16"), [N], "bf16"),
+          activation: "gelu",
+          gate: Tensor.fromArray(dev, gate, [1, N]),
+          residual: Tensor.fromArray(dev, res, [M, N]),
+        });
+        const ref = matmulRef(a, w, M, N, K, { bias: roundTo(bias, "bf16"), act: "gelu", gate, residual: res });
+        assertClose(await y.toArray(), ref, TOL, "chunks small-M");
+      }
+    }
+    // A real chunked tensor: shrink the binding limit while it is allocated (bf16 rows: 20-row chunks).
+    const limit = dev.limits.maxStorageBufferBindingSize;
+    const wb = roundTo(rand(50 * K, 55), "bf16");
+    let tb: Tensor;
+    try {
+      dev.limits.maxStorageBufferBindingSize = 1024;
+      tb = Tensor.fromArray(dev, wb, [50, K], "bf16");
+    } finally {
+      dev.limits.maxStorageBufferBindingSize = limit;
+    }
+    expect(tb.rowChunks().length).toBe(3);
+    const a = rand(20 * K, 56);
+    assertClose(await matmul(Tensor.fromArray(dev, a, [20, K]), tb).toArray(), matmulRef(a, wb, 20, 50, K), TOL, "chunked tensor");
+    expect(() => matmul(Tensor.fromArray(dev, rand(2 * 50, 57), [2, 50]), tb, { transposeB: false })).toThrow(/spans 3 bindings/);
+    expect(() => matmulChunks(Tensor.zeros(dev, [2, K]), [Tensor.zeros(dev, [3, K]), Tensor.zeros(dev, [3, K + 1])])).toThrow(/weight chunks/);
+  }, 120_000);
+
+  test("argument errors name the shapes", async () => {
+    const dev = await testDevice();
+    const z = (shape: number[], dtype: DType = "f32") => Tensor.zeros(dev, shape, dtype);
+    expect(() => matmul(z([4, 8]), z([5, 7]))).toThrow(/a \[4,8\], b \[5,7\].*inner dims differ/);
+    expect(() => matmul(z([4, 8]), z([7, 5]), { transposeB: false })).toThrow(/inner dims differ \(a has K = 8, b has 7\)/);
+    expect(() => matmul(z([2, 3, 8]), z([3, 5, 8]))).toThrow(/batch counts differ \(a has 2, b has 3\)/);
+    expect(() => matmul(z([8]), z([5, 8]))).toThrow(/at least 2 dims/);
+    expect(() => matmul(z([4, 8], "bf16"), z([5, 8]))).toThrow(/a: dtype bf16 not supported/);
+    expect(() => matmul(z([4, 8]), z([5, 8], "i32"))).toThrow(/b: dtype i32 not supported/);
+    expect(() => matmul(z([4, 8]), z([5, 8]), { bias: z([4]) })).toThrow(/bias: expected shape \[5\], got \[4\]/);
+    expect(() => matmul(z([4, 8]), z([5, 8]), { residual: z([5, 4]) })).toThrow(/residual: expected shape \[4,5\], got \[5,4\]/);
+    expect(() => matmul(z([2, 4, 8]), z([5, 8]), { gate: z([2, 5]) })).toThrow(/gate needs a residual/);
+    expect(() => matmul(z([2, 4, 8]), z([5, 8]), { gate: z([5]), residual: z([2, 4, 5]) })).toThrow(/gate: expected \[2, 5\].*got \[5\]/);
+  }, 120_000);
+});
