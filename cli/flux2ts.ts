@@ -9,6 +9,7 @@ const commands: Record<string, () => Promise<{ help: string; run(args: string[])
   verify: () => import("./verify.ts"),
   bench: () => import("./bench.ts"),
   info: () => import("./info.ts"),
+  score: () => import("./score.ts"),
 };
 
 const usage = `flux2ts <command> [options]
@@ -18,6 +19,7 @@ commands:
   verify <case-dir>            run a reference case and compare every output against its tolerance
   bench                        time the kernels and print GFLOP/s next to a CPU baseline
   info                         show the WebGPU adapter, its limits and features
+  score --prompt TEXT a.png…   PickScore of PNG files against a prompt
 
 Run "flux2ts <command> --help" for a command's options.`;
 

@@ -5,8 +5,10 @@
 //   registers as outer products of vec4 reads. Tile sizes are per device (`matmulTiles`) and injected as constants;
 //   tile loads and the TM×TN block are unrolled in the text, the k loop is left to the driver. The epilogue goes out
 //   through workgroup memory one accumulator row at a time, so stores are coalesced.
-// - Small-M kernel (at most GEMV_ROWS rows, unbatched transposed b): 32 threads per output column stride over K with
-//   coalesced reads of the weight row, so weights are read once; partial sums meet in workgroup memory.
+// - Small-M kernel (up to GEMV_MAX_ROWS rows, unbatched transposed b): 32 threads per output column stride over K
+//   with coalesced reads of the weight row, for GEMV_ROWS rows at once; partial sums meet in workgroup memory. Up to
+//   8 rows the weights are read once; beyond, each 8 rows re-read them, which still beats a 128-row tile that is
+//   mostly empty and leaves most of a big GPU idle.
 // - Loads: when every row of a and b starts 4-aligned (K % 4 == 0, and N % 4 == 0 for b [K, N]) a and f32 b are read
 //   as vec4 and 16-bit b as two packed u32 words; otherwise element by element. Tile edges are bounds-checked in both.
 // - Epilogue, in this order: v = acc; v += bias[n]; v = act(v); v = gate[batch, n]·v; v += residual[m, n].
@@ -46,8 +48,8 @@ export interface MatmulOptions {
   tiles?: MatmulTiles;
 }
 
-/** Rows handled by the small-M kernel (and the most it is used for). */
-const GEMV_ROWS = 8;
+const GEMV_ROWS = 8; // rows per small-M workgroup
+const GEMV_MAX_ROWS = 32; // the most rows that take the small-M kernel
 const GEMV_LANES = 32; // threads per output column
 const GEMV_WG = 256;
 
@@ -343,7 +345,7 @@ function product(a: Tensor, parts: readonly Tensor[], bShape: readonly number[],
   // Unbatched b: every batch of a is just more rows.
   const [Z, rows] = shared ? [1, Ba * M] : [Ba, M];
   const vec = K > 0 && K % 4 === 0 && (tb || N % 4 === 0);
-  const gemv = tb && shared && rows <= GEMV_ROWS;
+  const gemv = tb && shared && rows <= GEMV_MAX_ROWS;
   const tiles = opts.tiles ?? matmulTiles(dev);
   const threads = gemv ? GEMV_WG : checkTiles(tiles, dev);
   const variant: Variant = {
