@@ -296,7 +296,8 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
 
 /** matmul with transposed weights given as row chunks [n_i, K] of one [Σn_i, K] matrix (what chunked tensors hold). */
 export function matmulChunks(a: Tensor, chunks: readonly Tensor[], opts: Omit<MatmulOptions, "transposeB"> = {}): Tensor {
-  const K = chunks[0]?.shape[1];
+  if (!chunks.length) throw new Error("matmul: no weight chunks");
+  const K = chunks[0].shape[1];
   for (const c of chunks) {
     if (c.shape.length !== 2 || c.shape[1] !== K || c.dtype !== chunks[0].dtype) {
       throw new Error(`matmul: weight chunks must all be [n_i, ${K}] ${chunks[0].dtype}, got [${c.shape}] ${c.dtype}`);
