@@ -277,8 +277,9 @@ export class ClipModel {
     if (!hidden) last.dispose();
     const rows = Int32Array.from(eosPositions(ids, B, this.eosTokenId), (p, b) => b * L + p);
     const rowsT = Tensor.fromArray(dev, rows, [B]);
-    const pooled = embedding(normed.reshape([B * L, this.text.D]), rowsT);
-    rowsT.dispose();
+    const flat = normed.reshape([B * L, this.text.D]);
+    const pooled = embedding(flat, rowsT);
+    free(rowsT, flat);
     const embeds = matmul(pooled, this.t.proj);
     if (!hidden) {
       normed.dispose();
