@@ -191,16 +191,18 @@ function table(title: string, res: Record<Algo, Record<number, Cell>>, budgets: 
 }
 
 /** A hand-written SVG: one panel per objective, score vs budget (log x) per algorithm with ±1 std bars. */
-function svg(panels: { title: string; res: Record<Algo, Record<number, Cell>> }[], budgets: number[]): string {
+function svg(panels: { title: string; res: Record<Algo, Record<number, Cell>> }[], budgets: number[], seeds: number): string {
   const PW = 420, PH = 300, M = { l: 55, r: 15, t: 30, b: 45 };
   const W = panels.length * PW, H = PH + 40;
   const lo = Math.log(budgets[0]), hi = Math.log(budgets[budgets.length - 1]);
   const parts: string[] = [];
   for (const [p, { title, res }] of panels.entries()) {
     const vals = ALGOS.flatMap((a) => budgets.flatMap((b) => [res[a][b].mean - res[a][b].std, res[a][b].mean + res[a][b].std]));
-    const ymin = Math.floor(Math.min(...vals) * 10) / 10, ymax = Math.ceil(Math.max(...vals) * 10) / 10;
+    const span = Math.max(...vals) - Math.min(...vals);
+    const step = [0.02, 0.05, 0.1, 0.2, 0.5, 1].find((s) => span / s <= 8) ?? 1;
+    const ymin = Math.floor(Math.min(...vals) / step) * step, ymax = Math.ceil(Math.max(...vals) / step) * step;
     const x0 = p * PW + M.l, x1 = (p + 1) * PW - M.r, y0 = PH - M.b, y1 = M.t;
-    const X = (b: number) => x0 + ((Math.log(b) - lo) / (hi - lo || 1)) * (x1 - x0);
+    const X = (b: number) => x0 + 12 + ((Math.log(b) - lo) / (hi - lo || 1)) * (x1 - x0 - 24);
     const Y = (v: number) => y0 - ((v - ymin) / (ymax - ymin || 1)) * (y0 - y1);
     parts.push(`<text x="${(x0 + x1) / 2}" y="18" text-anchor="middle" font-size="14">${title}</text>`);
     parts.push(`<rect x="${x0}" y="${y1}" width="${x1 - x0}" height="${y0 - y1}" fill="none" stroke="#000"/>`);
@@ -208,8 +210,8 @@ function svg(panels: { title: string; res: Record<Algo, Record<number, Cell>> }[
       parts.push(`<line x1="${X(b)}" y1="${y0}" x2="${X(b)}" y2="${y0 + 4}" stroke="#000"/>`);
       parts.push(`<text x="${X(b)}" y="${y0 + 17}" text-anchor="middle" font-size="11">${b}</text>`);
     }
-    for (let k = 0; k <= 5; k++) {
-      const v = ymin + ((ymax - ymin) * k) / 5;
+    for (let k = 0; k <= Math.round((ymax - ymin) / step); k++) {
+      const v = ymin + k * step;
       parts.push(`<line x1="${x0 - 4}" y1="${Y(v)}" x2="${x1}" y2="${Y(v)}" stroke="#ddd"/>`);
       parts.push(`<text x="${x0 - 7}" y="${Y(v) + 4}" text-anchor="end" font-size="11">${v.toFixed(2)}</text>`);
     }
@@ -231,6 +233,7 @@ function svg(panels: { title: string; res: Record<Algo, Record<number, Cell>> }[
     parts.push(`<line x1="${x}" y1="${H - 12}" x2="${x + 20}" y2="${H - 12}" stroke="${COLORS[a]}" stroke-width="2"/>`);
     parts.push(`<text x="${x + 25}" y="${H - 8}" font-size="12">${a}</text>`);
   }
+  parts.push(`<text x="${W - 10}" y="${H - 8}" text-anchor="end" font-size="11" fill="#555">mean over ${seeds} seeds, bars ±1 std</text>`);
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif">\n<rect width="100%" height="100%" fill="#fff"/>\n${parts.join("\n")}\n</svg>\n`;
 }
 
@@ -240,7 +243,7 @@ if (import.meta.main) {
     const i = argv.indexOf(`--${name}`);
     return i >= 0 ? Number(argv[i + 1]) : def;
   };
-  const seeds = arg("seeds", 8);
+  const seeds = arg("seeds", 12);
   const shape = [1, 16, 32, 32];
   const budgets = [10, 20, 50, 100, 200];
   const dev = await Device.open();
@@ -257,7 +260,7 @@ if (import.meta.main) {
   const { writeFileSync } = await import("node:fs");
   const dir = new URL(".", import.meta.url).pathname;
   writeFileSync(`${dir}search.json`, JSON.stringify({ device: dev.describe(), shape, seeds, budgets, seconds, sigmas: BENCH_SIGMAS, panels }, null, 1));
-  writeFileSync(`${dir}search.svg`, svg(panels, budgets));
+  writeFileSync(`${dir}search.svg`, svg(panels, budgets, seeds));
   console.log(`wrote ${dir}search.json and ${dir}search.svg`);
   dev.destroy();
 }

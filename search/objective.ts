@@ -9,9 +9,11 @@
 // - Tensors: `retain` takes a second handle on a tensor's storage (a same-shape view; storage is refcounted),
 //   so the best noise stays alive after its candidate list is disposed and the caller always owns `bestNoise`
 //   as a handle of its own, even when it is the base noise.
+// - `axpby`: the one tensor combination the searches need (neighbours, re-noising), from the elementwise kernels.
 // - Randomness: `NoiseStream` hands out consecutive ranges of one counter-based RNG stream (seed, offset), GPU or
 //   CPU twin, so a search is a pure function of its seed and the order of its draws.
 import { type Device, numel, randnRef, type Shape, Tensor } from "../core/index.ts";
+import { add, scale } from "../kernels/elementwise.ts";
 
 /** Scores noises; higher is better. May carry its cost in transformer evaluations per noise. */
 export interface Objective {
@@ -24,7 +26,7 @@ export const DEFAULT_NFE_PER_EVAL = 4;
 
 /** An objective with its NFE per evaluation attached. */
 export function withNfe(fn: (noises: Tensor[]) => Promise<number[]>, nfePerEval: number): Objective {
-  if (!(Number.isInteger(nfePerEval) && nfePerEval >= 0)) throw new Error(`withNfe: nfePerEval must be an integer >= 0, got ${nfePerEval}`);
+  checkInt("withNfe: nfePerEval", nfePerEval, 0);
   return Object.assign((noises: Tensor[]) => fn(noises), { nfePerEval });
 }
 
@@ -62,6 +64,15 @@ export interface SearchResult {
   evals: number;
   /** Transformer evaluations × batch rows spent. */
   nfe: number;
+}
+
+/** a·x + b·y → a new tensor (x, y of one size). */
+export function axpby(a: number, x: Tensor, b: number, y: Tensor): Tensor {
+  const sx = scale(x, a), sy = scale(y, b);
+  const out = add(sx, sy);
+  sx.dispose();
+  sy.dispose();
+  return out;
 }
 
 /** A second handle on t's storage: disposing either leaves the other valid. */
@@ -129,10 +140,6 @@ export class Evaluation {
 
   get remaining(): number {
     return this.budget - this.evals;
-  }
-
-  get best(): number {
-    return this.bestScore;
   }
 
   /** Scores `noises` (in order) as part of `generation`; the caller keeps ownership of the tensors. */

@@ -17,8 +17,7 @@
 // Everything is generated, denoised and scored in candidate order, `batch` states per call, so results do not
 // depend on the batch size as long as the denoiser and objective treat states independently.
 import type { Tensor } from "../core/index.ts";
-import { add, scale } from "../kernels/elementwise.ts";
-import { checkInt, checkSearchOptions, Evaluation, NoiseStream, retain, type SearchOptions, type SearchResult } from "./objective.ts";
+import { axpby, checkInt, checkSearchOptions, Evaluation, NoiseStream, retain, type SearchOptions, type SearchResult } from "./objective.ts";
 
 export interface DenoiseResult {
   /** States at sigmas[to], one per input. */
@@ -135,9 +134,8 @@ export async function pathSearch(opts: PathSearchOptions): Promise<SearchResult>
     const sp = sig[j], si = sig[i];
     const [src, a] = mode === "x0" ? [s.x0, 1 - sp] : [s.x, (1 - sp) / (1 - si)];
     const b = mode === "x0" ? sp : Math.sqrt(Math.max(0, sp * sp - a * a * si * si));
-    const sx = scale(src, a), se = scale(eps, b);
-    const y = add(sx, se);
-    for (const t of [eps, sx, se]) t.dispose();
+    const y = axpby(a, src, b, eps);
+    eps.dispose();
     return y;
   };
 

@@ -10,10 +10,10 @@
 // Cost = K per round + 1 per fresh pivot, cut off at the budget; the best noise is the best of everything scored.
 // Draws (fresh pivots, ε) come from the seed's stream in round order, so a run is a prefix of any longer run.
 import type { Tensor } from "../core/index.ts";
-import { add, mul, scale } from "../kernels/elementwise.ts";
+import { mul } from "../kernels/elementwise.ts";
 import { concat } from "../kernels/layout.ts";
 import { sumAll } from "../kernels/reduce.ts";
-import { checkInt, checkSearchOptions, Evaluation, NoiseStream, retain, type SearchOptions, type SearchResult } from "./objective.ts";
+import { axpby, checkInt, checkSearchOptions, Evaluation, NoiseStream, retain, type SearchOptions, type SearchResult } from "./objective.ts";
 
 export interface ZeroOrderOptions extends SearchOptions {
   /** Neighbours per round (default 4). */
@@ -30,15 +30,6 @@ function dot(a: Tensor, b: Tensor): Tensor {
   return s;
 }
 
-/** a·x + b·y → new tensor. */
-function combine(x: Tensor, a: number, y: Tensor, b: number): Tensor {
-  const sx = scale(x, a), sy = scale(y, b);
-  const out = add(sx, sy);
-  sx.dispose();
-  sy.dispose();
-  return out;
-}
-
 /** `count` neighbours of `pivot` at cosine similarity t, from fresh draws of `stream`. */
 export async function sphereNeighbors(pivot: Tensor, count: number, t: number, stream: NoiseStream): Promise<Tensor[]> {
   const eps = Array.from({ length: count }, () => stream.randn(pivot.shape));
@@ -49,12 +40,18 @@ export async function sphereNeighbors(pivot: Tensor, count: number, t: number, s
   all.dispose();
   const pp = sums[0];
   const s = Math.sqrt(1 - t * t);
-  return eps.map((e, k) => {
+  const coefs = eps.map((_, k) => {
     const pe = sums[1 + 2 * k], ee = sums[2 + 2 * k];
     const ww = ee - (pe * pe) / pp; // ‖ε − (ε·u)u‖²
-    if (!(pp > 0 && ww > 0)) throw new Error(`zeroOrderSearch: degenerate pivot or draw (‖p‖² = ${pp}, ‖w‖² = ${ww})`);
     const beta = (s * Math.sqrt(pp)) / Math.sqrt(ww);
-    const y = combine(pivot, t - (beta * pe) / pp, e, beta);
+    return { alpha: t - (beta * pe) / pp, beta, ok: pp > 0 && ww > 0 };
+  });
+  if (coefs.some((c) => !c.ok)) {
+    for (const e of eps) e.dispose();
+    throw new Error(`zeroOrderSearch: degenerate pivot or draw (‖p‖² = ${pp})`);
+  }
+  return eps.map((e, k) => {
+    const y = axpby(coefs[k].alpha, pivot, coefs[k].beta, e);
     e.dispose();
     return y;
   });
