@@ -115,3 +115,15 @@ export function encodeFloats(data: Float32Array, dtype: DType): Uint8Array {
 export function roundTo(data: Float32Array, dtype: DType): Float32Array {
   return dtype === "f32" ? data : decodeFloats(encodeFloats(data, dtype), dtype);
 }
+
+/** Concatenates typed arrays of one kind (Float32Array by default when the list is empty). */
+export function concatArrays<T extends Float32Array | Uint8Array>(parts: readonly T[]): T {
+  const Ctor = (parts[0]?.constructor ?? Float32Array) as new (n: number) => T;
+  const out = new Ctor(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}

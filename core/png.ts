@@ -7,6 +7,7 @@
 //   heuristic libpng uses), zlib level 6 by default.
 import { unzlibSync, zlibSync } from "fflate";
 import { nodeFs, openFile } from "./platform.ts";
+import { concatArrays } from "./dtype.ts";
 
 /** Interleaved 8-bit pixels, row-major: channels 1 gray, 2 gray+alpha, 3 RGB, 4 RGBA. */
 export interface Image8 {
@@ -83,7 +84,7 @@ export function decodePng(bytes: Uint8Array, name = "PNG data"): Image8 {
   if (!idat.length) fail("no IDAT chunk");
   let raw: Uint8Array;
   try {
-    raw = unzlibSync(idat.length === 1 ? idat[0] : concatBytes(idat));
+    raw = unzlibSync(idat.length === 1 ? idat[0] : concatArrays(idat));
   } catch (e) {
     return fail(`corrupt image data (${(e as Error).message})`);
   }
@@ -109,16 +110,6 @@ export function decodePng(bytes: Uint8Array, name = "PNG data"): Image8 {
     rgb.set(palette!.subarray(px[i] * 3, px[i] * 3 + 3), i * 3);
   }
   return { width, height, channels: 3, data: rgb };
-}
-
-function concatBytes(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
 }
 
 /** Encodes an 8-bit image as PNG. */
@@ -156,7 +147,7 @@ export function encodePng(img: Image8, opts: { level?: 0 | 1 | 2 | 3 | 4 | 5 | 6
   hv.setUint32(4, height);
   ihdr.set([8, COLOR_TYPE[channels], 0, 0, 0], 8);
   const chunks = [chunk("IHDR", ihdr), chunk("IDAT", zlibSync(raw, { level: opts.level ?? 6 })), chunk("IEND", new Uint8Array(0))];
-  return concatBytes([Uint8Array.from(SIGNATURE), ...chunks]);
+  return concatArrays([Uint8Array.from(SIGNATURE), ...chunks]);
 }
 
 function chunk(type: string, data: Uint8Array): Uint8Array {

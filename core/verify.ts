@@ -8,7 +8,7 @@
 // - Comparison, per expected tensor the runner produced (outputs always, debug when produced): max abs error and
 //   ‖ours − ref‖/‖ref‖; PASS iff |ours − ref| ≤ atol + rtol·|ref| everywhere. An output the runner did not produce
 //   is MISSING (a failure). Tolerances come from suggested_tolerance (exact name, else the longest matching glob),
-//   then the runner's own defaults, else a stated fallback: integers exact (uint8 ±1), floats the case's loosest
+//   then the runner's own defaults, else a stated fallback: integers exact (uint8 ±1), floats the case's loosest float
 //   suggested atol scaled by max(1, max|ref|).
 import type { Device } from "./device.ts";
 import { exists, joinPath, readText } from "./platform.ts";
@@ -190,7 +190,14 @@ function toleranceFor(c: LoadedCase, runnerTol: Record<string, Tolerance>, name:
   const fromRunner = lookupTolerance(runnerTol, name);
   if (fromRunner) return [fromRunner, "runner"];
   if (/^[IU]\d+$/i.test(spec.dtype)) return [{ atol: spec.dtype.toUpperCase() === "U8" ? 1 : 0 }, "default"];
-  const loosest = Math.max(0, ...Object.values(c.json.suggested_tolerance ?? {}).map((t) => t.atol ?? 0));
+  // Loosest bound among float tensors only: a uint8 image's ±1 must not become the bound of a score.
+  const specs = { ...c.json.inputs, ...c.json.outputs, ...c.json.debug };
+  const isInt = (pattern: string) => {
+    const names = Object.keys(specs).filter(globMatcher(pattern));
+    return names.length > 0 && names.every((n) => /^[IU]\d+$/i.test(specs[n].dtype));
+  };
+  const floatTols = Object.entries(c.json.suggested_tolerance ?? {}).filter(([k]) => !isInt(k));
+  const loosest = Math.max(0, ...floatTols.map(([, t]) => t.atol ?? 0));
   return [{ atol: (loosest || 1e-5) * Math.max(1, maxRef) }, "default"];
 }
 

@@ -48,7 +48,7 @@ fn erf_(x: f32) -> f32 {
 function elementwiseWgsl(nInputs: number, expr: string, fns: string): string {
   const inputs = Array.from({ length: nInputs }, (_, i) => `@group(0) @binding(${i + 2}) var<storage, read> in${i}: array<f32>;`);
   return `
-struct P { n: u32, m1: u32, m2: u32, rowLen: u32, alpha: f32, beta: f32 }
+struct P { n: u32, m1: u32, m2: u32, rowLen: u32, alpha: f32, beta: f32, lo: f32, hi: f32 }
 @group(0) @binding(0) var<uniform> u: P;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
 ${inputs.join("\n")}
@@ -61,13 +61,13 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
 }`;
 }
 
-interface Extra { m1?: number; m2?: number; rowLen?: number; alpha?: number; beta?: number; fns?: string }
+interface Extra { m1?: number; m2?: number; rowLen?: number; alpha?: number; beta?: number; lo?: number; hi?: number; fns?: string }
 
 function launch(expr: string, inputs: Tensor[], shape: readonly number[], p: Extra = {}): Tensor {
   const dev = inputs[0].dev;
   const out = Tensor.empty(dev, shape);
   const n = out.size;
-  const uni = params().u32(n).u32(p.m1 ?? 1).u32(p.m2 ?? 1).u32(p.rowLen ?? 1).f32(p.alpha ?? 0).f32(p.beta ?? 0).bytes();
+  const uni = params().u32(n).u32(p.m1 ?? 1).u32(p.m2 ?? 1).u32(p.rowLen ?? 1).f32(p.alpha ?? 0).f32(p.beta ?? 0).f32(p.lo ?? 0).f32(p.hi ?? 0).bytes();
   dev.run(dev.pipeline(elementwiseWgsl(inputs.length, expr, p.fns ?? "")), [out.binding(), ...inputs.map((t) => t.binding())], grid1d(n, WG), uni);
   return out;
 }
@@ -92,10 +92,30 @@ export const gelu = (x: Tensor) => unary(x, "gelu");
 export const geluTanh = (x: Tensor) => unary(x, "geluTanh");
 export const quickGelu = (x: Tensor) => unary(x, "quickGelu");
 
-/** alpha·x + beta. */
-export function scale(x: Tensor, alpha: number, beta = 0): Tensor {
+/** alpha·x + beta, optionally clamped to [lo, hi]. */
+export function scale(x: Tensor, alpha: number, beta = 0, clampTo?: readonly [lo: number, hi: number]): Tensor {
   checkF32("scale", x);
-  return launch("u.alpha * in0[i] + u.beta", [x], x.shape, { alpha, beta });
+  const expr = clampTo ? "clamp(u.alpha * in0[i] + u.beta, u.lo, u.hi)" : "u.alpha * in0[i] + u.beta";
+  return launch(expr, [x], x.shape, { alpha, beta, lo: clampTo?.[0], hi: clampTo?.[1] });
+}
+
+/** a·x + b·y for x, y of one size, in one pass. */
+export function axpby(a: number, x: Tensor, b: number, y: Tensor): Tensor {
+  checkF32("axpby", x, y);
+  if (x.size !== y.size) throw new Error(`axpby: y [${y.shape}] must match x [${x.shape}]`);
+  return launch("u.alpha * in0[i] + u.beta * in1[i]", [x, y], x.shape, { alpha: a, beta: b });
+}
+
+/**
+ * Interpolation between the two halves of the leading dim: x [2B, ...] holds rows a (0..B−1) then b (B..2B−1);
+ * returns b + s·(a − b) → [B, ...] (classifier-free guidance's order of operations).
+ */
+export function lerpHalves(x: Tensor, s: number): Tensor {
+  checkF32("lerpHalves", x);
+  const B2 = x.shape[0];
+  if (!x.shape.length || B2 % 2) throw new Error(`lerpHalves: leading dim of [${x.shape}] must be even`);
+  const half = x.size / 2;
+  return launch("in0[i + u.m1] + u.alpha * (in0[i] - in0[i + u.m1])", [x], [B2 / 2, ...x.shape.slice(1)], { m1: half, alpha: s });
 }
 
 function broadcastLen(a: Tensor, b: Tensor, what: string): number {

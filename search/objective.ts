@@ -9,11 +9,9 @@
 // - Tensors: `retain` takes a second handle on a tensor's storage (a same-shape view; storage is refcounted),
 //   so the best noise stays alive after its candidate list is disposed and the caller always owns `bestNoise`
 //   as a handle of its own, even when it is the base noise.
-// - `axpby`: the one tensor combination the searches need (neighbours, re-noising), from the elementwise kernels.
 // - Randomness: `NoiseStream` hands out consecutive ranges of one counter-based RNG stream (seed, offset), GPU or
 //   CPU twin, so a search is a pure function of its seed and the order of its draws.
 import { type Device, numel, randnRef, type Shape, Tensor } from "../core/index.ts";
-import { add, scale } from "../kernels/elementwise.ts";
 
 /** Scores noises; higher is better. May carry its cost in transformer evaluations per noise. */
 export interface Objective {
@@ -64,15 +62,6 @@ export interface SearchResult {
   evals: number;
   /** Transformer evaluations × batch rows spent. */
   nfe: number;
-}
-
-/** a·x + b·y → a new tensor (x, y of one size). */
-export function axpby(a: number, x: Tensor, b: number, y: Tensor): Tensor {
-  const sx = scale(x, a), sy = scale(y, b);
-  const out = add(sx, sy);
-  sx.dispose();
-  sy.dispose();
-  return out;
 }
 
 /** A second handle on t's storage: disposing either leaves the other valid. */

@@ -17,7 +17,8 @@
 // Everything is generated, denoised and scored in candidate order, `batch` states per call, so results do not
 // depend on the batch size as long as the denoiser and objective treat states independently.
 import type { Tensor } from "../core/index.ts";
-import { axpby, checkInt, checkSearchOptions, Evaluation, NoiseStream, retain, type SearchOptions, type SearchResult } from "./objective.ts";
+import { axpby } from "../kernels/elementwise.ts";
+import { checkInt, checkSearchOptions, Evaluation, NoiseStream, retain, type SearchOptions, type SearchResult } from "./objective.ts";
 
 export interface DenoiseResult {
   /** States at sigmas[to], one per input. */

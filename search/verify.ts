@@ -8,7 +8,7 @@
 //   rewards (search_scores), as the case's notes prescribe; the final latents are our GPU reconstruction of the
 //   chosen low band. search_scores is then checked independently: each candidate is reconstructed on the GPU and
 //   scored with the deterministic reward that case.json's `search.reward` states.
-import { type Device, Tensor } from "../core/index.ts";
+import { concatArrays, type Device, Tensor } from "../core/index.ts";
 import { CaseError, type LoadedCase, registerCase } from "../core/verify.ts";
 import { haarDwt2d, type HaarCoeffs, haarIdwt2d } from "../kernels/haar.ts";
 import { sesReplay } from "./sesCore.ts";
@@ -117,10 +117,10 @@ async function searchOutputs(c: LoadedCase, dev: Device, out: Map<string, Float3
   );
   const reconstruct = (low: Float32Array) => haarIdwt2d(Tensor.fromArray(dev, low, coeffs.low.shape), coeffs.details, H, W);
   out.set("search_final_latents", await reconstruct(best.low).toArray());
-  out.set("search_std", concat(generations.map((g) => g.std)));
-  out.set("search_mu_new", concat(generations.map((g) => g.mean)));
+  out.set("search_std", concatArrays(generations.map((g) => g.std)));
+  out.set("search_mu_new", concatArrays(generations.map((g) => g.mean)));
   const vars = generations.map((g) => g.variance);
-  if (vars.every((v) => v)) out.set("search_var_new", concat(vars as Float32Array[]));
+  if (vars.every((v) => v)) out.set("search_var_new", concatArrays(vars as Float32Array[]));
 
   const reward = s.reward ? parseReward(s.reward, C, H, W) : null;
   if (!reward) {
@@ -136,16 +136,6 @@ async function searchOutputs(c: LoadedCase, dev: Device, out: Map<string, Float3
     }
   }
   out.set("search_scores", Float32Array.from(scores));
-}
-
-function concat(parts: Float32Array[]): Float32Array {
-  const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
 }
 
 registerCase("ses_dwt", (c, dev) =>

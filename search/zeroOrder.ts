@@ -13,7 +13,8 @@ import type { Tensor } from "../core/index.ts";
 import { mul } from "../kernels/elementwise.ts";
 import { concat } from "../kernels/layout.ts";
 import { sumAll } from "../kernels/reduce.ts";
-import { axpby, checkInt, checkSearchOptions, Evaluation, NoiseStream, retain, type SearchOptions, type SearchResult } from "./objective.ts";
+import { axpby } from "../kernels/elementwise.ts";
+import { checkInt, checkSearchOptions, Evaluation, NoiseStream, retain, type SearchOptions, type SearchResult } from "./objective.ts";
 
 export interface ZeroOrderOptions extends SearchOptions {
   /** Neighbours per round (default 4). */

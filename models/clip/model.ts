@@ -24,6 +24,7 @@ import { concat, embedding, slice, transpose } from "../../kernels/layout.ts";
 import { type Activation, matmul } from "../../kernels/matmul.ts";
 import { layerNorm } from "../../kernels/norm.ts";
 import { Weights } from "../weights.ts";
+import { free, reshaped, positiveInt } from "../util.ts";
 
 /** Keys of a HF CLIP tower config this model reads; absent ones take transformers' defaults. */
 export interface ClipTowerConfig {
@@ -84,19 +85,8 @@ export interface TowerOutput {
   hidden?: Tensor[];
 }
 
-const free = (...ts: (Tensor | undefined)[]) => ts.forEach((t) => t?.dispose());
 
-/** `t` viewed as `shape`, taking over t's reference. */
-function reshaped(t: Tensor, shape: number[]): Tensor {
-  const v = t.reshape(shape);
-  t.dispose();
-  return v;
-}
-
-function positiveInt(v: unknown, key: string): number {
-  if (typeof v !== "number" || !Number.isInteger(v) || v < 1) throw new Error(`ClipModel config: ${key} = ${v} must be a positive integer`);
-  return v;
-}
+const configInt = (v: unknown, key: string) => positiveInt(v, `ClipModel config: ${key}`);
 
 /** Position of the pooled token of each row, as transformers' CLIPTextTransformer picks it. */
 export function eosPositions(ids: Int32Array, batch: number, eosTokenId: number): Int32Array {
@@ -138,7 +128,7 @@ export class ClipModel {
   static async load(dev: Device, weights: Weights, cfg: ClipConfig): Promise<ClipModel> {
     const tc = { ...TEXT_DEFAULTS, hidden_act: "quick_gelu", layer_norm_eps: 1e-5, ...cfg.text_config };
     const vc = { ...VISION_DEFAULTS, hidden_act: "quick_gelu", layer_norm_eps: 1e-5, ...cfg.vision_config };
-    const P = positiveInt(cfg.projection_dim ?? 512, "projection_dim");
+    const P = configInt(cfg.projection_dim ?? 512, "projection_dim");
     const get = async (name: string, shape: number[]) => {
       if (!weights.has(name)) throw new Error(`ClipModel: checkpoint has no "${name}"`);
       const got = weights.shape(name);
@@ -152,10 +142,10 @@ export class ClipModel {
       return weights.cpu(name);
     };
     const tower = async (prefix: string, c: ClipTowerConfig, what: string): Promise<Tower> => {
-      const D = positiveInt(c.hidden_size, `${what}.hidden_size`);
-      const F = positiveInt(c.intermediate_size, `${what}.intermediate_size`);
-      const heads = positiveInt(c.num_attention_heads, `${what}.num_attention_heads`);
-      const layers = positiveInt(c.num_hidden_layers, `${what}.num_hidden_layers`);
+      const D = configInt(c.hidden_size, `${what}.hidden_size`);
+      const F = configInt(c.intermediate_size, `${what}.intermediate_size`);
+      const heads = configInt(c.num_attention_heads, `${what}.num_attention_heads`);
+      const layers = configInt(c.num_hidden_layers, `${what}.num_hidden_layers`);
       if (D % heads) throw new Error(`ClipModel config: ${what}.hidden_size ${D} is not a multiple of num_attention_heads ${heads}`);
       const act = ACTIVATIONS[c.hidden_act ?? ""];
       if (!act) throw new Error(`ClipModel: ${what}.hidden_act "${c.hidden_act}" is not supported (${Object.keys(ACTIVATIONS).join(", ")})`);
@@ -179,8 +169,8 @@ export class ClipModel {
     };
 
     const text = await tower("text_model.", tc, "text_config");
-    const V = positiveInt(tc.vocab_size, "text_config.vocab_size");
-    const maxPositions = positiveInt(tc.max_position_embeddings, "text_config.max_position_embeddings");
+    const V = configInt(tc.vocab_size, "text_config.vocab_size");
+    const maxPositions = configInt(tc.max_position_embeddings, "text_config.max_position_embeddings");
     const tw = {
       tokens: await get("text_model.embeddings.token_embedding.weight", [V, text.D]),
       positions: Tensor.fromArray(dev, await f32Table("text_model.embeddings.position_embedding.weight", [maxPositions, text.D]), [maxPositions, text.D]).keep(),
@@ -190,9 +180,9 @@ export class ClipModel {
     };
 
     const vision = await tower("vision_model.", vc, "vision_config");
-    const S = positiveInt(vc.image_size, "vision_config.image_size");
-    const p = positiveInt(vc.patch_size, "vision_config.patch_size");
-    const C = positiveInt(vc.num_channels, "vision_config.num_channels");
+    const S = configInt(vc.image_size, "vision_config.image_size");
+    const p = configInt(vc.patch_size, "vision_config.patch_size");
+    const C = configInt(vc.num_channels, "vision_config.num_channels");
     if (S % p) throw new Error(`ClipModel config: vision_config.image_size ${S} is not a multiple of patch_size ${p}`);
     const N = (S / p) ** 2 + 1;
     const D = vision.D;

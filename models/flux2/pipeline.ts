@@ -18,9 +18,10 @@
 // - Everything stays on the GPU; nothing is read back unless a caller asks (onStep hands out live tensors).
 import { type Device, joinPath, readText, Tensor } from "../../core/index.ts";
 import { concat, packLatents, unpackLatents } from "../../kernels/layout.ts";
+import { lerpHalves } from "../../kernels/elementwise.ts";
 import { Qwen3PromptEncoder, textIds } from "../qwen3/prompt.ts";
 import { Weights } from "../weights.ts";
-import { FLUX2_SCHEDULER, type FlowMatchConfig, type FlowMatchSchedule, flowMatchSigmas, guidedVelocity } from "./scheduler.ts";
+import { FLUX2_SCHEDULER, type FlowMatchConfig, type FlowMatchSchedule, flowMatchSigmas } from "./scheduler.ts";
 import { type Flux2TransformerConfig, Flux2Transformer } from "./transformer.ts";
 import { type Flux2VaeConfig, Flux2Vae, imageBytes, type PixelRounding, toImageFloat, type VaeDebug } from "./vae.ts";
 
@@ -375,7 +376,7 @@ export class Flux2Pipeline {
       });
       const prediction = preds.length === 1 ? preds[0] : concat(preds, 0);
       if (preds.length > 1) preds.forEach((p) => p.dispose());
-      const velocity = cond.cfgScale === null ? prediction : guidedVelocity(prediction, cond.cfgScale);
+      const velocity = cond.cfgScale === null ? prediction : lerpHalves(prediction, cond.cfgScale);
       const next = schedule.step(x, velocity, i);
       opts.onStep?.(i, next, { input: x, prediction, velocity, timestep: t });
       if (velocity !== prediction) velocity.dispose();

@@ -9,7 +9,7 @@
 //   image (PickScore) plug in with `addRepoStage`; until one does, their outputs are MISSING.
 // Every produced tensor is read back during the run (onStep / debug hooks hand out live tensors) and only names the
 // case declares are returned.
-import { type Device, joinPath, readText, Tensor } from "../../core/index.ts";
+import { concatArrays, type Device, joinPath, readText, Tensor } from "../../core/index.ts";
 import { CaseError, type CaseJson, type LoadedCase, registerCase } from "../../core/verify.ts";
 import { textIds } from "../qwen3/prompt.ts";
 import { Weights } from "../weights.ts";
@@ -19,16 +19,6 @@ import { type Flux2TransformerConfig, Flux2Transformer } from "./transformer.ts"
 import { type Flux2VaeConfig, Flux2Vae } from "./vae.ts";
 
 type Outputs = Map<string, Float32Array>;
-
-function concatArrays(parts: Float32Array[]): Float32Array {
-  const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
 
 // ---- scheduler ----------------------------------------------------------------------------------------------
 

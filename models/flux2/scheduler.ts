@@ -7,10 +7,10 @@
 //   the same in torch float32, where `c / t` is `reciprocal(t) * c`. Every such step is mirrored with Math.fround.
 // - sigmas has steps + 1 values ending in the terminal 0; timesteps = sigma·1000 (float32). Step i goes from
 //   sigmas[i] to sigmas[i + 1], so a caller can run any sub-range [from, to) of the schedule.
-// - The GPU side is one elementwise template: x + a·v (Euler step with a = σ_{i+1} − σ_i in float32 as diffusers
-//   rounds it, x0 = x − σ·v) and the classifier-free guidance combination u + s·(c − u) read straight from a
-//   batched [2B, ...] model output (cond rows first), so guidance needs no slicing.
-import { flatIndex, grid1d, params, Tensor } from "../../core/index.ts";
+// - The GPU side is kernels/elementwise axpby: x + a·v (Euler step with a = σ_{i+1} − σ_i in float32 as diffusers
+//   rounds it; x0 = x − σ·v).
+import type { Tensor } from "../../core/index.ts";
+import { axpby } from "../../kernels/elementwise.ts";
 
 const f = Math.fround;
 
@@ -114,13 +114,13 @@ export class FlowMatchSchedule {
 
   /** Euler step i: x + (σ_{i+1} − σ_i)·v → new tensor (f32, same shape). */
   step(x: Tensor, v: Tensor, i: number): Tensor {
-    return axpy(x, v, this.dt(i));
+    return axpby(1, x, this.dt(i), v);
   }
 
   /** The clean-sample estimate at step i (sigma index i, 0..steps): x − σ_i·v. */
   predictX0(x: Tensor, v: Tensor, i: number): Tensor {
     this.checkIndex(i, this.sigmas.length, "predictX0");
-    return axpy(x, v, -this.sigmas[i]);
+    return axpby(1, x, -this.sigmas[i], v);
   }
 
   private checkIndex(i: number, n: number, what: string): void {
@@ -171,57 +171,4 @@ export function diffsynthFlux2Sigmas(steps: number, imageSeqLen: number, denoisi
   // torch: c / t is reciprocal(t)·c, c + t adds the scalar rounded to float32.
   const sigmas = base.map((t) => f(f(1 / f(f(f(1 / t) - 1) + m)) * m));
   return new FlowMatchSchedule(sigmas, mu);
-}
-
-// ---- GPU updates ------------------------------------------------------------------------------------------
-
-const WG = 256;
-
-function updateWgsl(expr: string): string {
-  return `
-struct P { n: u32, a: f32 }
-@group(0) @binding(0) var<uniform> u: P;
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;
-@group(0) @binding(2) var<storage, read> x: array<f32>;
-@group(0) @binding(3) var<storage, read> v: array<f32>;
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  let i = ${flatIndex(WG)};
-  if (i >= u.n) { return; }
-  out[i] = ${expr};
-}`;
-}
-
-function launch(expr: string, x: Tensor, v: Tensor, a: number, shape: readonly number[]): Tensor {
-  const dev = x.dev;
-  const out = Tensor.empty(dev, shape);
-  dev.run(dev.pipeline(updateWgsl(expr)), [out.binding(), x.binding(), v.binding()], grid1d(out.size, WG), params().u32(out.size).f32(a).bytes());
-  return out;
-}
-
-function checkF32(what: string, ...ts: Tensor[]): void {
-  for (const t of ts) {
-    if (t.dtype !== "f32") throw new Error(`${what}: dtype ${t.dtype} not supported (want f32)`);
-    if (t.dev !== ts[0].dev) throw new Error(`${what}: tensors live on different devices`);
-  }
-}
-
-/** x + a·v (same shapes). */
-export function axpy(x: Tensor, v: Tensor, a: number): Tensor {
-  checkF32("axpy", x, v);
-  if (x.size !== v.size) throw new Error(`axpy: v [${v.shape}] must match x [${x.shape}]`);
-  return launch("x[i] + u.a * v[i]", x, v, a, x.shape);
-}
-
-/**
- * Classifier-free guidance on a batched model output [2B, ...] (rows 0..B−1 conditional, B..2B−1 unconditional):
- * u + s·(c − u) → [B, ...], the order of operations diffusers uses.
- */
-export function guidedVelocity(v2: Tensor, s: number): Tensor {
-  checkF32("guidedVelocity", v2);
-  const B2 = v2.shape[0];
-  if (v2.shape.length < 1 || B2 % 2) throw new Error(`guidedVelocity: leading dim of [${v2.shape}] must be 2B (cond rows, then uncond rows)`);
-  const shape = [B2 / 2, ...v2.shape.slice(1)];
-  // v is bound twice: conditional at i, unconditional at i + n.
-  return launch("v[i + u.n] + u.a * (x[i] - v[i + u.n])", v2, v2, s, shape);
 }

@@ -21,6 +21,7 @@ import { layerNorm, rmsNorm } from "../../kernels/norm.ts";
 import { rope, ropeTables } from "../../kernels/rope.ts";
 import type { Weights } from "../weights.ts";
 import { timestepSinusoid } from "./timestep.ts";
+import { free, reshaped, positiveInt } from "../util.ts";
 
 /** The fields of diffusers' transformer/config.json this model reads. */
 export interface Flux2TransformerConfig {
@@ -109,21 +110,8 @@ interface Affine {
   scale: Tensor;
 }
 
-/** Frees every tensor of a list. */
-const free = (...ts: Tensor[]) => ts.forEach((t) => t.dispose());
 
-/** `t` viewed as `shape`, taking over t's reference (t itself is disposed). */
-function reshaped(t: Tensor, shape: number[]): Tensor {
-  const v = t.reshape(shape);
-  t.dispose();
-  return v;
-}
-
-function positiveInt(cfg: Flux2TransformerConfig, key: keyof Flux2TransformerConfig): number {
-  const v = cfg[key];
-  if (typeof v !== "number" || !Number.isInteger(v) || v < 1) throw new Error(`Flux2Transformer config: ${key} = ${v} must be a positive integer`);
-  return v;
-}
+const configInt = (cfg: Flux2TransformerConfig, key: keyof Flux2TransformerConfig) => positiveInt(cfg[key], `Flux2Transformer config: ${key}`);
 
 export class Flux2Transformer {
   readonly D: number;
@@ -155,7 +143,7 @@ export class Flux2Transformer {
 
   /** Uploads every weight (diffusers names, relative to `weights`' prefix) after checking its shape against `cfg`. */
   static async load(dev: Device, weights: Weights, cfg: Flux2TransformerConfig): Promise<Flux2Transformer> {
-    for (const k of ["in_channels", "num_attention_heads", "attention_head_dim", "joint_attention_dim", "timestep_guidance_channels"] as const) positiveInt(cfg, k);
+    for (const k of ["in_channels", "num_attention_heads", "attention_head_dim", "joint_attention_dim", "timestep_guidance_channels"] as const) configInt(cfg, k);
     for (const k of ["num_layers", "num_single_layers"] as const) {
       if (!Number.isInteger(cfg[k]) || cfg[k] < 0) throw new Error(`Flux2Transformer config: ${k} = ${cfg[k]} must be an integer ≥ 0`);
     }

@@ -23,12 +23,13 @@
 import { type Device, flatIndex, grid1d, params, Tensor } from "../../core/index.ts";
 import { flashAttention } from "../../kernels/attention.ts";
 import { conv2d } from "../../kernels/conv2d.ts";
-import { add, mul } from "../../kernels/elementwise.ts";
+import { add, mul, scale } from "../../kernels/elementwise.ts";
 import { concat, packLatents, patchify2x2, slice, transpose, unpackLatents, unpatchify2x2 } from "../../kernels/layout.ts";
 import { matmul } from "../../kernels/matmul.ts";
 import { groupNorm } from "../../kernels/norm.ts";
 import { upsampleNearest2x } from "../../kernels/resample.ts";
 import type { Weights } from "../weights.ts";
+import { reshaped, positiveInt } from "../util.ts";
 
 /** The fields of diffusers' vae/config.json this model reads (booleans and eps default as in diffusers). */
 export interface Flux2VaeConfig {
@@ -116,17 +117,14 @@ interface BnStats {
   negMean: Tensor;
 }
 
-function positiveInt(v: unknown, what: string): number {
-  if (typeof v !== "number" || !Number.isInteger(v) || v < 1) throw new Error(`Flux2Vae config: ${what} = ${v} must be a positive integer`);
-  return v;
-}
+const configInt = (v: unknown, key: string) => positiveInt(v, `Flux2Vae config: ${key}`);
 
 /** Checks the parts of a config this implementation relies on; returns the normalised values. */
 function checkConfig(cfg: Flux2VaeConfig) {
   const channels = cfg.block_out_channels;
   if (!Array.isArray(channels) || !channels.length) throw new Error(`Flux2Vae config: block_out_channels [${channels}] must be a non-empty list`);
-  channels.forEach((c, i) => positiveInt(c, `block_out_channels[${i}]`));
-  const groups = positiveInt(cfg.norm_num_groups, "norm_num_groups");
+  channels.forEach((c, i) => configInt(c, `block_out_channels[${i}]`));
+  const groups = configInt(cfg.norm_num_groups, "norm_num_groups");
   const bad = channels.find((c) => c % groups);
   if (bad !== undefined) throw new Error(`Flux2Vae config: norm_num_groups ${groups} does not divide block channels ${bad}`);
   for (const [key, want] of [["down_block_types", "DownEncoderBlock2D"], ["up_block_types", "UpDecoderBlock2D"]] as const) {
@@ -144,10 +142,10 @@ function checkConfig(cfg: Flux2VaeConfig) {
   return {
     channels,
     groups,
-    layers: positiveInt(cfg.layers_per_block, "layers_per_block"),
-    latent: positiveInt(cfg.latent_channels, "latent_channels"),
-    inCh: positiveInt(cfg.in_channels, "in_channels"),
-    outCh: positiveInt(cfg.out_channels, "out_channels"),
+    layers: configInt(cfg.layers_per_block, "layers_per_block"),
+    latent: configInt(cfg.latent_channels, "latent_channels"),
+    inCh: configInt(cfg.in_channels, "in_channels"),
+    outCh: configInt(cfg.out_channels, "out_channels"),
     attention: cfg.mid_block_add_attention ?? true,
     quant: cfg.use_quant_conv ?? true,
     postQuant: cfg.use_post_quant_conv ?? true,
@@ -155,29 +153,10 @@ function checkConfig(cfg: Flux2VaeConfig) {
   };
 }
 
-/** `t` viewed as `shape`, taking over t's reference (t itself is disposed). */
-function reshaped(t: Tensor, shape: number[]): Tensor {
-  const v = t.reshape(shape);
-  t.dispose();
-  return v;
-}
 
 // ---- pixels ---------------------------------------------------------------------------------------------------
 
 const PIXEL_WG = 256;
-
-/** Float image: clamp(x/2 + 0.5, 0, 1) elementwise, as diffusers' postprocess. */
-const IMAGE_FLOAT_WGSL = `
-struct P { n: u32 }
-@group(0) @binding(0) var<uniform> u: P;
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;
-@group(0) @binding(2) var<storage, read> x: array<f32>;
-@compute @workgroup_size(${PIXEL_WG})
-fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  let i = ${flatIndex(PIXEL_WG)};
-  if (i >= u.n) { return; }
-  out[i] = clamp(x[i] / 2.0 + 0.5, 0.0, 1.0);
-}`;
 
 /** HWC bytes of NCHW [B, 3, H, W], four per u32 word (byte e of the [B, H, W, 3] array in word e / 4, lane e % 4). */
 const IMAGE_BYTES_WGSL = `
@@ -212,9 +191,7 @@ function expectRgb(x: Tensor, what: string): void {
 /** The decoder output [B, 3, H, W] as the clamped [0, 1] image (diffusers output_type "pt"), on the GPU. */
 export function toImageFloat(x: Tensor): Tensor {
   expectRgb(x, "toImageFloat");
-  const out = Tensor.empty(x.dev, x.shape);
-  if (x.size) x.dev.run(x.dev.pipeline(IMAGE_FLOAT_WGSL), [out.binding(), x.binding()], grid1d(x.size, PIXEL_WG), params().u32(x.size).bytes());
-  return out;
+  return scale(x, 0.5, 0.5, [0, 1]); // x/2 + 0.5 exactly: halving is exact in f32
 }
 
 /** The decoder output [B, 3, H, W] as uint8 [B, H, W, 3] (HWC RGB), converted on the GPU and read back. */

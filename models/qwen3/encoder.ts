@@ -23,6 +23,7 @@ import { matmul } from "../../kernels/matmul.ts";
 import { rmsNorm } from "../../kernels/norm.ts";
 import { rope } from "../../kernels/rope.ts";
 import { Weights } from "../weights.ts";
+import { free, reshaped, positiveInt } from "../util.ts";
 
 /** The fields of a HF Qwen3 config.json this model reads (transformers 4.5x and 5.x spellings of RoPE). */
 export interface Qwen3Config {
@@ -73,19 +74,8 @@ interface Layer {
   postNorm: Tensor; gate: Tensor; up: Tensor; down: Tensor;
 }
 
-const free = (...ts: Tensor[]) => ts.forEach((t) => t.dispose());
 
-/** `t` viewed as `shape`, taking over t's reference. */
-function reshaped(t: Tensor, shape: number[]): Tensor {
-  const v = t.reshape(shape);
-  t.dispose();
-  return v;
-}
-
-function positiveInt(v: unknown, key: string): number {
-  if (typeof v !== "number" || !Number.isInteger(v) || v < 1) throw new Error(`Qwen3Encoder config: ${key} = ${v} must be a positive integer`);
-  return v;
-}
+const configInt = (v: unknown, key: string) => positiveInt(v, `Qwen3Encoder config: ${key}`);
 
 /** RoPE θ: transformers 5 keeps it in rope_parameters, 4.x at the top level; 10000 is transformers' default. */
 function ropeTheta(cfg: Qwen3Config): number {
@@ -151,12 +141,12 @@ export class Qwen3Encoder {
    * prefix) after checking their shapes against `cfg`.
    */
   static async load(dev: Device, weights: Weights, cfg: Qwen3Config, opts: Qwen3LoadOptions = {}): Promise<Qwen3Encoder> {
-    const H = positiveInt(cfg.hidden_size, "hidden_size");
-    const nLayers = positiveInt(cfg.num_hidden_layers, "num_hidden_layers");
-    const Hq = positiveInt(cfg.num_attention_heads, "num_attention_heads");
-    const Hkv = positiveInt(cfg.num_key_value_heads ?? Hq, "num_key_value_heads");
-    const Dh = positiveInt(cfg.head_dim ?? H / Hq, "head_dim");
-    const F = positiveInt(cfg.intermediate_size, "intermediate_size");
+    const H = configInt(cfg.hidden_size, "hidden_size");
+    const nLayers = configInt(cfg.num_hidden_layers, "num_hidden_layers");
+    const Hq = configInt(cfg.num_attention_heads, "num_attention_heads");
+    const Hkv = configInt(cfg.num_key_value_heads ?? Hq, "num_key_value_heads");
+    const Dh = configInt(cfg.head_dim ?? H / Hq, "head_dim");
+    const F = configInt(cfg.intermediate_size, "intermediate_size");
     if (Hq % Hkv) throw new Error(`Qwen3Encoder config: num_attention_heads ${Hq} must be a multiple of num_key_value_heads ${Hkv}`);
     if (Dh % 2) throw new Error(`Qwen3Encoder config: head_dim ${Dh} must be even (RoPE)`);
     if (!(cfg.rms_norm_eps > 0)) throw new Error(`Qwen3Encoder config: rms_norm_eps ${cfg.rms_norm_eps} must be positive`);

@@ -4,6 +4,7 @@
 import { describe, expect, test } from "bun:test";
 import { zlibSync } from "fflate";
 import { crc32, decodePng, encodePng, type Image8, toRgb } from "../../core/png.ts";
+import { concatArrays } from "../../core/dtype.ts";
 import { rand } from "../util.ts";
 
 function image(width: number, height: number, channels: Image8["channels"], seed: number, smooth = false): Image8 {
@@ -48,13 +49,7 @@ function handMade(img: Image8, colorType: number, filters: number[], extra: Uint
   ihdr.set([8, colorType, 0, 0, 0], 8);
   const z = zlibSync(raw);
   const parts = [Uint8Array.from([137, 80, 78, 71, 13, 10, 26, 10]), chunk("IHDR", ihdr), ...extra, chunk("IDAT", z.subarray(0, 10)), chunk("IDAT", z.subarray(10)), chunk("IEND", new Uint8Array(0))];
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
+  return concatArrays(parts);
 }
 
 /** Rewrites IHDR byte `k` (0-based within its data) and fixes the CRC. */

@@ -43,4 +43,20 @@ describe("elementwise", () => {
     expect(sw.shape).toEqual([4, 19]);
     assertClose(await sw.toArray(), ref.swigluRef(z, 19), 2e-6, "swiglu");
   }, 120_000);
+
+  test("axpby, lerpHalves and clamped scale", async () => {
+    const dev = await testDevice();
+    const n = 3 * 41;
+    const x = rand(n, 11, -3, 3), y = rand(n, 12, -3, 3);
+    const tx = Tensor.fromArray(dev, x, [3, 41]), ty = Tensor.fromArray(dev, y, [3, 41]);
+    assertClose(await ew.axpby(0.5, tx, -2, ty).toArray(), ref.binaryRef(x, y, (a, b) => 0.5 * a - 2 * b), 1e-7, "axpby");
+    expect(() => ew.axpby(1, tx, 1, Tensor.fromArray(dev, y.subarray(0, 5), [5]))).toThrow(/must match/);
+    const v2 = rand(4 * 2 * 9, 13, -3, 3);
+    const half = v2.length / 2;
+    const lerp = ew.lerpHalves(Tensor.fromArray(dev, v2, [4, 2, 9]), 4);
+    expect(lerp.shape).toEqual([2, 2, 9]);
+    assertClose(await lerp.toArray(), Float32Array.from(v2.subarray(half), (b, i) => b + 4 * (v2[i] - b)), 1e-6, "lerpHalves");
+    expect(() => ew.lerpHalves(Tensor.fromArray(dev, x, [3, 41]), 2)).toThrow(/must be even/);
+    assertClose(await ew.scale(tx, 0.5, 0.5, [0, 1]).toArray(), ref.mapRef(x, (v) => Math.min(1, Math.max(0, 0.5 * v + 0.5))), 1e-7, "clamped scale");
+  }, 120_000);
 });

@@ -5,14 +5,8 @@ import { describe, expect, test } from "bun:test";
 import { Tensor } from "../../core/index.ts";
 import { formatTable, verifyCase } from "../../core/verify.ts";
 import "../../models/flux2/pipeline_verify.ts";
-import {
-  axpy,
-  diffsynthFlux2Sigmas,
-  empiricalMu,
-  flowMatchSigmas,
-  guidedVelocity,
-  imageSeqLen,
-} from "../../models/flux2/scheduler.ts";
+import { axpby, lerpHalves } from "../../kernels/elementwise.ts";
+import { diffsynthFlux2Sigmas, empiricalMu, flowMatchSigmas, imageSeqLen } from "../../models/flux2/scheduler.ts";
 import { maxAbsErr, rand, testDevice } from "../util.ts";
 
 const FIXTURE = new URL("../../../shared/fixtures/scheduler", import.meta.url).pathname;
@@ -90,7 +84,7 @@ describe("flow-match scheduler", () => {
       const n = B * L * C;
       const data = rand(2 * n, B * 7 + L, -3, 3);
       const v2 = Tensor.fromArray(dev, data, [2 * B, L, C]);
-      const g = guidedVelocity(v2, 4);
+      const g = lerpHalves(v2, 4);
       expect(g.shape).toEqual([B, L, C]);
       const ref = new Float32Array(n).map((_, i) => f(data[n + i] + f(4 * f(data[i] - data[n + i]))));
       expect(maxAbsErr(await g.toArray(), ref)).toBeLessThanOrEqual(2e-6);
@@ -99,8 +93,8 @@ describe("flow-match scheduler", () => {
     }
     const odd = Tensor.zeros(dev, [3, 2]);
     const five = Tensor.zeros(dev, [5]);
-    expect(() => guidedVelocity(odd, 2)).toThrow(/must be 2B/);
-    expect(() => axpy(odd, five, 1)).toThrow(/must match/);
+    expect(() => lerpHalves(odd, 2)).toThrow(/must be even/);
+    expect(() => axpby(1, odd, 1, five)).toThrow(/must match/);
     odd.dispose();
     five.dispose();
   }, 60_000);
