@@ -59,3 +59,8 @@ export function assertClose(out: ArrayLike<number>, ref: ArrayLike<number>, tol:
   }
   return e;
 }
+
+/** The shared reference fixtures: $FLUX2TS_FIXTURES, else ../shared/fixtures beside the checkout. */
+export const FIXTURES: string =
+  (globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env.FLUX2TS_FIXTURES ??
+  new URL("../../shared/fixtures", import.meta.url).pathname;

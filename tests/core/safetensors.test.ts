@@ -7,8 +7,8 @@ import { mkdir, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { openCheckpoint, openSafetensors, safetensorsItemBytes, writeSafetensors } from "../../core/safetensors.ts";
+import { FIXTURES } from "../util.ts";
 
-const FIXTURES = "/work/shared/fixtures";
 const TEXT_ENCODER = `${FIXTURES}/repos/black-forest-labs/FLUX.2-klein-tiny/text_encoder`;
 const ROOT = new URL("../..", import.meta.url).pathname;
 let dir = "";

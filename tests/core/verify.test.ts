@@ -3,9 +3,9 @@ import { joinPath, writeSafetensors } from "../../core/index.ts";
 import { CaseError, type CaseJson, compare, globMatcher, loadCase, registerCase, verifyCase } from "../../core/verify.ts";
 import { run } from "../../cli/verify.ts";
 import { sesReplay } from "../../search/sesCore.ts";
-import { testDevice } from "../util.ts";
+import { FIXTURES, testDevice } from "../util.ts";
 
-const FIXTURE = joinPath(new URL(".", import.meta.url).pathname, "../../../shared/fixtures/ses_dwt");
+const FIXTURE = `${FIXTURES}/ses_dwt`;
 
 const f32 = (xs: number[]) => ({ dtype: "F32", shape: [xs.length], data: new Uint8Array(Float32Array.from(xs).buffer) });
 

@@ -2,12 +2,12 @@ import { describe, expect, test } from "bun:test";
 import { openSafetensors, Tensor } from "../../core/index.ts";
 import { centerCrop, normalizeChannels, resizeBicubic, upsampleNearest2x } from "../../kernels/resample.ts";
 import { cropRef, normalizeRef, resizeBicubicRef, upsampleNearest2xRef } from "../../kernels/resample.ref.ts";
-import { assertClose, maxAbsErr, rand, testDevice } from "../util.ts";
+import { assertClose, FIXTURES, maxAbsErr, rand, testDevice } from "../util.ts";
 
 type Quad = [number, number, number, number];
 const n = (s: Quad) => s.reduce((a, b) => a * b);
 
-const FIXTURE = "/work/shared/fixtures/clip_pickscore/io.safetensors";
+const FIXTURE = `${FIXTURES}/clip_pickscore/io.safetensors`;
 const MEAN = [0.48145466, 0.4578275, 0.40821073];
 const STD = [0.26862954, 0.26130258, 0.27577711];
 

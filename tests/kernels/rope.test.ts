@@ -2,9 +2,9 @@ import { describe, expect, test } from "bun:test";
 import { joinPath, openSafetensors, Tensor } from "../../core/index.ts";
 import { rope, ropeTableData, ropeTables, type RopeLayout } from "../../kernels/rope.ts";
 import { ropeRef } from "../../kernels/rope.ref.ts";
-import { assertClose, maxAbsErr, rand, testDevice } from "../util.ts";
+import { assertClose, FIXTURES, maxAbsErr, rand, testDevice } from "../util.ts";
 
-const FIXTURE = "/work/shared/fixtures/flux2_transformer";
+const FIXTURE = `${FIXTURES}/flux2_transformer`;
 
 /** Positions [L, nAxes] mixing FLUX-like text rows (0,0,0,k) and image rows (0,r,c,0), plus arbitrary ints. */
 function positions(L: number, nAxes: number, seed: number): Int32Array {

@@ -11,9 +11,8 @@ import { ClipPreprocessor, DIFFSYNTH_UINT8, parseImageConfig, planImage, ROUND_U
 import { ClipTokenizer } from "../../models/clip/tokenizer.ts";
 import { loadCasePickScore, repoPickScore } from "../../models/clip/verify.ts";
 import { Weights } from "../../models/weights.ts";
-import { maxAbsErr, rand, relErr, testDevice } from "../util.ts";
+import { FIXTURES, maxAbsErr, rand, relErr, testDevice } from "../util.ts";
 
-const FIXTURES = new URL("../../../shared/fixtures/", import.meta.url).pathname;
 const CASE = joinPath(FIXTURES, "clip_pickscore");
 const REPOS = joinPath(FIXTURES, "repos");
 const MODEL = joinPath(REPOS, "AI-ModelScope/PickScore-tiny");

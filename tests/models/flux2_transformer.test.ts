@@ -8,9 +8,8 @@ import { timestepSinusoid } from "../../models/flux2/timestep.ts";
 import { type Flux2TransformerConfig, Flux2Transformer } from "../../models/flux2/transformer.ts";
 import "../../models/flux2/verify.ts";
 import { Weights } from "../../models/weights.ts";
-import { maxAbsErr, rand, relErr, testDevice } from "../util.ts";
+import { FIXTURES, maxAbsErr, rand, relErr, testDevice } from "../util.ts";
 
-const FIXTURES = new URL("../../../shared/fixtures/", import.meta.url).pathname;
 const PLAIN = joinPath(FIXTURES, "flux2_transformer");
 const GUIDANCE = joinPath(FIXTURES, "flux2_transformer_guidance");
 

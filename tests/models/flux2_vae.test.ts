@@ -8,9 +8,8 @@ import { concat } from "../../kernels/layout.ts";
 import { Weights } from "../../models/weights.ts";
 import "../../models/flux2/vae_verify.ts";
 import { type Flux2VaeConfig, Flux2Vae, imageBytes, toImageFloat } from "../../models/flux2/vae.ts";
-import { maxAbsErr, rand, testDevice } from "../util.ts";
+import { FIXTURES, maxAbsErr, rand, testDevice } from "../util.ts";
 
-const FIXTURES = joinPath(new URL(".", import.meta.url).pathname, "../../../shared/fixtures");
 const VAE_CASE = joinPath(FIXTURES, "flux2_vae");
 
 /** CPU reference of the pixel conversion with torch's float32 roundings. */

@@ -12,9 +12,8 @@ import { Flux2Transformer } from "../../models/flux2/transformer.ts";
 import { Flux2Vae } from "../../models/flux2/vae.ts";
 import { textIds } from "../../models/qwen3/prompt.ts";
 import { Weights } from "../../models/weights.ts";
-import { maxAbsErr, rand, relErr, testDevice } from "../util.ts";
+import { FIXTURES, maxAbsErr, rand, relErr, testDevice } from "../util.ts";
 
-const FIXTURES = new URL("../../../shared/fixtures/", import.meta.url).pathname;
 const CFG_CASE = joinPath(FIXTURES, "tiny_pipeline_cfg");
 const REPO = joinPath(FIXTURES, "repos/black-forest-labs/FLUX.2-klein-tiny");
 /** Outputs of the end-to-end cases that a later stage (PickScore) produces. */

@@ -9,9 +9,8 @@ import { type Qwen3Config, Qwen3Encoder, qwen3RopeTables } from "../../models/qw
 import { promptCaseTensors, Qwen3PromptEncoder } from "../../models/qwen3/prompt.ts";
 import "../../models/qwen3/verify.ts";
 import { Weights } from "../../models/weights.ts";
-import { maxAbsErr, relErr, testDevice } from "../util.ts";
+import { FIXTURES, maxAbsErr, relErr, testDevice } from "../util.ts";
 
-const FIXTURES = new URL("../../../shared/fixtures/", import.meta.url).pathname;
 const CASE = joinPath(FIXTURES, "qwen3_text_encoder");
 const REPO = joinPath(FIXTURES, "repos/black-forest-labs/FLUX.2-klein-tiny");
 const EXPECTED = joinPath(FIXTURES, "repos/expected");

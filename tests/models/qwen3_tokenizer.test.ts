@@ -4,8 +4,8 @@
 import { describe, expect, test } from "bun:test";
 import { joinPath, openSafetensors, readText } from "../../core/index.ts";
 import { Qwen3Tokenizer } from "../../models/qwen3/tokenizer.ts";
+import { FIXTURES } from "../util.ts";
 
-const FIXTURES = new URL("../../../shared/fixtures/", import.meta.url).pathname;
 const QWEN3 = joinPath(FIXTURES, "tokenizers/qwen3");
 const REPO_TOKENIZER = joinPath(FIXTURES, "repos/black-forest-labs/FLUX.2-klein-tiny/tokenizer");
 const EXPECTED = joinPath(FIXTURES, "repos/expected");

@@ -7,9 +7,9 @@ import { formatTable, verifyCase } from "../../core/verify.ts";
 import "../../models/flux2/pipeline_verify.ts";
 import { axpby, lerpHalves } from "../../kernels/elementwise.ts";
 import { diffsynthFlux2Sigmas, empiricalMu, flowMatchSigmas, imageSeqLen } from "../../models/flux2/scheduler.ts";
-import { maxAbsErr, rand, testDevice } from "../util.ts";
+import { FIXTURES, maxAbsErr, rand, testDevice } from "../util.ts";
 
-const FIXTURE = new URL("../../../shared/fixtures/scheduler", import.meta.url).pathname;
+const FIXTURE = `${FIXTURES}/scheduler`;
 const f = Math.fround;
 
 describe("flow-match scheduler", () => {
