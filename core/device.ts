@@ -29,6 +29,8 @@ const WANTED_LIMITS = [
   "maxStorageBuffersPerShaderStage",
 ] as const;
 
+/** What `pipeline()` returns in dry-run mode: never dispatched. */
+const DRY_PIPELINE = {} as GPUComputePipeline;
 const UNIFORM_SLOT = 256; // minUniformBufferOffsetAlignment is at most 256 everywhere
 const ARENA_BYTES = 64 * 1024;
 const MAX_BATCH = 256; // dispatches per submit
@@ -52,6 +54,11 @@ export class Device {
   private exact = new WeakSet<GPUBuffer>();
   /** Tests set this: every pooled allocation is filled with NaN so unwritten outputs show. */
   poison = false;
+  /**
+   * Memory planning: buffers are really allocated (so allocatedBytes/peakBytes are measured by the same pool),
+   * but no shader is compiled or dispatched, nothing is copied or uploaded, and readbacks return zeros.
+   */
+  dryRun = false;
   private encoder: GPUCommandEncoder | null = null;
   private pass: GPUComputePassEncoder | null = null;
   private dispatches = 0;
@@ -158,6 +165,7 @@ export class Device {
 
   /** Uploads bytes; pending dispatches are submitted first so they still see the old contents. */
   write(buf: GPUBuffer, offset: number, data: Uint8Array): void {
+    if (this.dryRun) return;
     this.flush();
     const n = data.byteLength & ~3;
     if (n) this.gpu.queue.writeBuffer(buf, offset, data.buffer, data.byteOffset, n);
@@ -170,6 +178,7 @@ export class Device {
 
   /** Reads `size` bytes back from a binding: the only place that waits for the GPU. */
   async read(b: Binding): Promise<Uint8Array> {
+    if (this.dryRun) return new Uint8Array(b.size);
     const size = Math.ceil(b.size / 4) * 4;
     const staging = this.gpu.createBuffer({ size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
     this.endPass();
@@ -193,6 +202,7 @@ export class Device {
   /** Copies bytes between buffers in stream order. */
   copy(src: Binding, dst: Binding): void {
     if (src.size !== dst.size) throw new Error(`copy: size mismatch ${src.size} vs ${dst.size}`);
+    if (this.dryRun) return;
     this.endPass();
     this.encoder!.copyBufferToBuffer(src.buffer, src.offset, dst.buffer, dst.offset, src.size);
   }
@@ -216,6 +226,7 @@ export class Device {
 
   /** The compute pipeline for this WGSL source (entry point `main`), compiled once. */
   pipeline(wgsl: string): GPUComputePipeline {
+    if (this.dryRun) return DRY_PIPELINE;
     let p = this.pipelines.get(wgsl);
     if (!p) {
       const module = this.gpu.createShaderModule({ code: wgsl });
@@ -236,7 +247,7 @@ export class Device {
     const max = this.limits.maxComputeWorkgroupsPerDimension;
     const [x, y = 1, z = 1] = grid;
     if (x > max || y > max || z > max) throw new Error(`dispatch grid ${grid} exceeds ${max} workgroups per dimension`);
-    if (x === 0 || y === 0 || z === 0) return;
+    if (x === 0 || y === 0 || z === 0 || this.dryRun) return;
     const uBytes = uniforms ? Math.ceil(uniforms.byteLength / UNIFORM_SLOT) * UNIFORM_SLOT : 0;
     if (this.dispatches >= MAX_BATCH || this.arenaUsed + uBytes > ARENA_BYTES) this.flush();
     const entries: GPUBindGroupEntry[] = [];
