@@ -1,0 +1,67 @@
+// One file from a repo into the cache, never leaving a corrupt file at its final path:
+// bytes go to a temp file; if one is already there (an earlier attempt or run was cut off) the request asks for the
+// rest with `Range: bytes=<have>-<size-1>` and appends (a server answering 200 instead restarts from zero). The
+// content is hashed as it arrives (the kept prefix is re-read once), checked against the listing's size and
+// checksum, and only then renamed into place. Network errors, stalls, 5xx and short bodies retry with backoff and
+// resume; a checksum mismatch deletes the temp file before retrying.
+import { nodeFs } from "../core/platform.ts";
+import { ContentHash, hashPrefix } from "./hash.ts";
+import { chunks, get, HubError, type RetryPolicy, withRetries } from "./http.ts";
+import { localSize } from "./cache.ts";
+import type { RepoFile } from "./source.ts";
+
+export interface FileJob {
+  repo: string;
+  file: RepoFile;
+  url: string;
+  temp: string;
+  dest: string;
+}
+
+const dirname = (p: string) => p.slice(0, Math.max(p.lastIndexOf("/"), 0)) || "/";
+
+export async function downloadFile(job: FileJob, policy: RetryPolicy, onBytes: (bytes: number) => void): Promise<void> {
+  const fs = await nodeFs();
+  const { file, temp } = job;
+  await fs.mkdir(dirname(temp), { recursive: true });
+  await withRetries(`${job.repo}: ${file.path}`, policy, async () => {
+    let have = await localSize(temp);
+    if (have > file.size) await fs.rm(temp, { force: true });
+    if (have < 0 || have > file.size) have = 0;
+    const hash = await ContentHash.for(file);
+    if (have < file.size) {
+      const r = await get(job.url, policy.timeoutMs, have > 0 ? { Range: `bytes=${have}-${file.size - 1}` } : {});
+      const start = r.status === 206 ? Number(/bytes (\d+)-/.exec(r.headers.get("content-range") ?? "")?.[1] ?? -1) : 0;
+      if (start !== 0 && start !== have) throw new HubError(`server answered the range request from byte ${start}, not ${have}`, true);
+      if (start === 0) have = 0;
+      else await hashPrefix(temp, have, hash);
+      const fh = await fs.open(temp, have > 0 ? "a" : "w");
+      try {
+        for await (const c of chunks(r.body!, policy.timeoutMs)) {
+          if (have + c.length > file.size) {
+            await fh.close().catch(() => {});
+            await fs.rm(temp, { force: true });
+            throw new HubError(`server sent more than the ${file.size} bytes the listing gives`, true);
+          }
+          await fh.write(c);
+          hash.update(c);
+          have += c.length;
+          onBytes(have);
+        }
+      } finally {
+        await fh.close().catch(() => {});
+      }
+      if (have < file.size) throw new HubError(`response ended after ${have} of ${file.size} bytes`, true);
+    } else {
+      if (have === 0) await fs.writeFile(temp, new Uint8Array()); // an empty file needs no request
+      await hashPrefix(temp, have, hash);
+    }
+    const bad = hash.mismatch();
+    if (bad) {
+      await fs.rm(temp, { force: true });
+      throw new HubError(bad, true);
+    }
+  });
+  await fs.mkdir(dirname(job.dest), { recursive: true });
+  await fs.rename(temp, job.dest);
+}
