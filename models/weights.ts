@@ -2,15 +2,26 @@
 // folder) and uploaded to the GPU on first use in their stored dtype (bf16 stays bf16: kernels decode it), so
 // a model never holds an f32 copy of a weight. Names are the upstream state_dict names, optionally under a prefix
 // (a fixture that stores `transformer.` + name); a missing tensor is an error naming the checkpoint and the tensor.
-import { type Checkpoint, type Device, openCheckpoint, Tensor } from "../core/index.ts";
+// `Weights.random` serves generated tensors under the same names (models/random_weights.ts): a source that can
+// make a tensor on the GPU itself is asked to, instead of streaming bytes.
+import { type Device, numel, openCheckpoint, safetensorsItemBytes, Tensor } from "../core/index.ts";
+import { type RandomSpec, randomSource, type WeightSource } from "./random_weights.ts";
+
+/** The stored dtypes that are weights (int64 counters such as BN's num_batches_tracked are not uploaded). */
+const FLOATS = ["F32", "F16", "BF16"];
 
 export class Weights {
   private cache = new Map<string, Tensor>();
 
-  private constructor(readonly dev: Device, readonly ckpt: Checkpoint, readonly prefix: string) {}
+  private constructor(readonly dev: Device, readonly ckpt: WeightSource, readonly prefix: string) {}
 
   static async open(dev: Device, path: string, prefix = ""): Promise<Weights> {
     return new Weights(dev, await openCheckpoint(path), prefix);
+  }
+
+  /** Random bf16 tensors with these names and shapes, generated on the GPU when first asked for. */
+  static random(dev: Device, specs: ReadonlyMap<string, RandomSpec>, opts: { seed?: number; path?: string } = {}): Weights {
+    return new Weights(dev, randomSource(specs, opts), "");
   }
 
   /** The same checkpoint seen under another prefix (tensors are not shared between the two views). */
@@ -30,7 +41,8 @@ export class Weights {
   async get(name: string): Promise<Tensor> {
     let t = this.cache.get(name);
     if (!t) {
-      t = (await Tensor.load(this.dev, this.ckpt, this.prefix + name)).keep();
+      const full = this.prefix + name;
+      t = (this.ckpt.generate ? this.ckpt.generate(this.dev, full) : await Tensor.load(this.dev, this.ckpt, full)).keep();
       this.cache.set(name, t);
     }
     return t;
@@ -52,8 +64,19 @@ export class Weights {
       if (!full.startsWith(this.prefix)) continue;
       const name = full.slice(this.prefix.length);
       const dtype = this.ckpt.get(full).dtype;
-      if (filter(name) && ["F32", "F16", "BF16"].includes(dtype)) await this.get(name);
+      if (filter(name) && FLOATS.includes(dtype)) await this.get(name);
     }
+  }
+
+  /** Bytes the float weights under this prefix (those `filter` keeps) take on the GPU once uploaded (`loadAll`). */
+  storedBytes(filter: (name: string) => boolean = () => true): number {
+    let n = 0;
+    for (const full of this.ckpt.names()) {
+      const e = this.ckpt.get(full);
+      if (!full.startsWith(this.prefix) || !FLOATS.includes(e.dtype) || !filter(full.slice(this.prefix.length))) continue;
+      n += Math.ceil((numel(e.shape) * safetensorsItemBytes.get(e.dtype)!) / 4) * 4;
+    }
+    return n;
   }
 
   /** Bytes of the weights uploaded so far. */

@@ -7,7 +7,10 @@
 // - Public latents use the noise layout [B, 4·latent_channels, H/16, W/16]; inside the loop they are packed tokens
 //   [B, h·w, C] (token r·w + c), as the transformer takes them.
 // - Prompt embeddings are cached per prompt text ([1, S, J], kept until `clearPrompts`/`dispose`); the text encoder
-//   can be freed once the prompts a search needs are encoded.
+//   can be freed once the prompts a search needs are encoded. `load` encodes the prompts it is given before the
+//   transformer is uploaded, and when the three models' weights exceed `memoryBudget` it frees the text encoder
+//   (and the pool's buffers sized for it) before uploading the transformer: FLUX.2-klein-4B's text encoder (6.2 GB
+//   for 27 layers) and transformer (7.75 GB) never share the GPU then.
 // - Guidance: classifier-free guidance runs when guidanceScale > 1 and either the model is not distilled
 //   (model_index.json is_distilled false, no guidance embedding; the negative prompt defaults to "") or a negative
 //   prompt is given explicitly. Conditional and unconditional rows go through ONE transformer call of batch 2B when
@@ -184,7 +187,19 @@ export class Flux2Pipeline {
    */
   static async load(
     dev: Device,
-    opts: { dir: string; textEncoder?: boolean; maxSequenceLength?: number; textLayers?: readonly number[] },
+    opts: {
+      dir: string;
+      textEncoder?: boolean;
+      maxSequenceLength?: number;
+      textLayers?: readonly number[];
+      /** Encoded (and cached) before the transformer is uploaded. */
+      prompts?: readonly string[];
+      /**
+       * Bytes of GPU memory the pipeline may use: when the text encoder's, transformer's and VAE decoder's weights
+       * together exceed it, the text encoder is freed once `prompts` are encoded (later prompts need promptEmbeds).
+       */
+      memoryBudget?: number;
+    },
   ): Promise<Flux2Pipeline> {
     const { dir } = opts;
     const index = await readJson<ModelIndex>(joinPath(dir, "model_index.json"));
@@ -196,16 +211,38 @@ export class Flux2Pipeline {
       throw new Error(`Flux2Pipeline: text encoder ${encoderClass} is not supported (Qwen3ForCausalLM only)`);
     }
     const loaded: { dispose(): void }[] = [];
+    const prompts = new Map<string, PromptEncoding>();
     try {
-      const transformer = await Flux2Transformer.load(dev, await Weights.open(dev, joinPath(dir, "transformer")), tCfg);
+      const tWeights = await Weights.open(dev, joinPath(dir, "transformer"));
+      const vWeights = await Weights.open(dev, joinPath(dir, "vae"));
+      let text = (opts.textEncoder ?? true) ? await Qwen3PromptEncoder.load(dev, dir, { maxLength: opts.maxSequenceLength, layers: opts.textLayers }) : null;
+      if (text) {
+        loaded.push(text);
+        for (const p of opts.prompts ?? []) if (!prompts.has(p)) prompts.set(p, encodeWith(text, p));
+        const decoderOnly = (n: string) => !n.startsWith("encoder.") && !n.startsWith("quant_conv.");
+        const need = text.encoder.weights.gpuBytes + tWeights.storedBytes() + vWeights.storedBytes(decoderOnly);
+        if (need > (opts.memoryBudget ?? Infinity)) {
+          text.dispose();
+          loaded.pop();
+          text = null;
+          dev.trimPool(); // the encoder's activation sizes are of no use to the transformer
+        }
+      }
+      const transformer = await Flux2Transformer.load(dev, tWeights, tCfg);
       loaded.push(transformer);
-      const vae = await Flux2Vae.load(dev, await Weights.open(dev, joinPath(dir, "vae")), vCfg, { encoder: false });
+      const vae = await Flux2Vae.load(dev, vWeights, vCfg, { encoder: false });
       loaded.push(vae);
-      const text = (opts.textEncoder ?? true) ? await Qwen3PromptEncoder.load(dev, dir, { maxLength: opts.maxSequenceLength, layers: opts.textLayers }) : null;
-      if (text) loaded.push(text);
-      return new Flux2Pipeline(dev, { transformer, vae, text, scheduler, isDistilled: index.is_distilled ?? false });
+      for (const [p, enc] of prompts) {
+        if (enc.embeds.shape[2] !== transformer.jointDim) {
+          throw new Error(`Flux2Pipeline: the embeddings of "${p}" are ${enc.embeds.shape[2]} wide, transformer joint_attention_dim is ${transformer.jointDim}`);
+        }
+      }
+      const pipe = new Flux2Pipeline(dev, { transformer, vae, text, scheduler, isDistilled: index.is_distilled ?? false });
+      for (const [p, enc] of prompts) pipe.prompts.set(p, enc);
+      return pipe;
     } catch (e) {
       for (const m of loaded) m.dispose();
+      for (const p of prompts.values()) p.embeds.dispose();
       throw e;
     }
   }
@@ -235,9 +272,8 @@ export class Flux2Pipeline {
   encodePrompt(prompt: string): PromptEncoding {
     const hit = this.prompts.get(prompt);
     if (hit) return hit;
-    if (!this.text) throw new Error("Flux2Pipeline.encodePrompt: no text encoder (loaded without it or freed); pass promptEmbeds");
-    const r = this.text.encode([prompt]);
-    const enc: PromptEncoding = { embeds: r.promptEmbeds.keep(), ids: r.tokens.ids, mask: r.tokens.mask };
+    if (!this.text) throw new Error("Flux2Pipeline.encodePrompt: no text encoder (loaded without it, or freed to save memory); pass promptEmbeds");
+    const enc = encodeWith(this.text, prompt);
     this.prompts.set(prompt, enc);
     return enc;
   }
@@ -442,6 +478,12 @@ export class Flux2Pipeline {
   imageBytes(result: { decoded: Tensor }, rounding: PixelRounding = "round"): Promise<Uint8Array> {
     return imageBytes(result.decoded, rounding);
   }
+}
+
+/** One prompt through the text encoder (the embeddings outlive any open scope: the prompt cache owns them). */
+function encodeWith(text: Qwen3PromptEncoder, prompt: string): PromptEncoding {
+  const r = text.encode([prompt]);
+  return { embeds: r.promptEmbeds.keep(), ids: r.tokens.ids, mask: r.tokens.mask };
 }
 
 /** Frees the tensors a Conditioning allocated (cached prompt embeddings stay). */

@@ -10,6 +10,10 @@
 //   holds at most its input, its output and one or two temporaries. A batch whose largest activation would exceed
 //   `maxActivationBytes` (1 GiB: one 1024² image) or a storage binding runs in slices of items and is concatenated;
 //   every op is per item, so results do not depend on the slicing.
+// - A decode whose largest activation reaches `trimPoolBytes` (256 MiB: from about 512² on) empties the device's
+//   pool of free buffers first and after each up block: every stage's buffers are 4× the previous stage's, so
+//   freed ones are never reused, and the transformer's freed buffers (2.5 GB at 1024²) would otherwise stay
+//   allocated under the decoder's 4-5 GB (measured by `flux2ts plan`).
 // - ResNet: GroupNorm with fused SiLU → conv3×3 → GroupNorm+SiLU → conv3×3 whose epilogue adds the shortcut (x or
 //   the 1×1 conv_shortcut of x); dropout is inference-off and output_scale_factor 1, so nothing else.
 // - Mid-block attention is single-head over all H·W pixels with head dim C: GroupNorm, [B, C, HW] → [B, HW, C],
@@ -225,6 +229,8 @@ export class Flux2Vae {
    * image's largest decoder activation (256 channels at full resolution) is 1 GiB, so that size runs item by item.
    */
   maxActivationBytes = 2 ** 30;
+  /** Decodes whose largest activation reaches this many bytes trim the pool (see the file header). */
+  trimPoolBytes = 2 ** 28;
 
   private constructor(
     readonly dev: Device,
@@ -409,10 +415,12 @@ export class Flux2Vae {
       const [cin, cout] = [b.resnets[0].norm1.w.shape[0], b.resnets[0].conv1.w.shape[0]];
       return Math.max(cin, cout, b.upsample ? 4 * cout : 0) * area * 4 ** i;
     }));
-    return this.batched(z, 4 * peak, (part) => this.decodeItems(d, part, debug ?? (() => {})));
+    const trim = 4 * peak * z.shape[0] >= this.trimPoolBytes;
+    return this.batched(z, 4 * peak, (part) => this.decodeItems(d, part, debug ?? (() => {}), trim));
   }
 
-  private decodeItems(d: Decoder, z: Tensor, emit: VaeDebug): Tensor {
+  private decodeItems(d: Decoder, z: Tensor, emit: VaeDebug, trim: boolean): Tensor {
+    if (trim) this.dev.trimPool();
     let x = z;
     const step = (y: Tensor) => {
       if (x !== z) x.dispose();
@@ -427,16 +435,37 @@ export class Flux2Vae {
     step(this.midBlock(d.mid, x));
     emit("dec_mid_block", x);
     for (const [i, blk] of d.up.entries()) {
-      for (const r of blk.resnets) step(this.resnet(r, x));
-      if (blk.upsample) {
-        step(upsampleNearest2x(x));
-        step(conv2d(x, blk.upsample.w, blk.upsample.b, { padding: 1 }));
-      }
+      x = this.runUpBlock(blk, x, x !== z);
       emit(`dec_up_block_${i}`, x);
+      if (trim) this.dev.trimPool();
     }
     step(groupNorm(x, this.groups, d.normOut.w, d.normOut.b, { eps: GN_EPS, silu: true }));
     step(conv2d(x, d.convOut.w, d.convOut.b, { padding: 1 }));
     emit("dec_conv_out", x);
+    return x;
+  }
+
+  /** Decoder up block i alone (its resnets, then the upsampler) on x [B, C_in, h, w]; x stays alive (benchmarks). */
+  upBlock(i: number, x: Tensor): Tensor {
+    const blk = this.decoder?.up[i];
+    if (!blk) throw new Error(`Flux2Vae.upBlock: no decoder up block ${i}`);
+    const cin = blk.resnets[0].norm1.w.shape[0];
+    if (x.shape.length !== 4 || x.shape[1] !== cin || x.dtype !== "f32") throw new Error(`Flux2Vae.upBlock: x ${x.dtype} [${x.shape}] must be f32 [B, ${cin}, h, w]`);
+    return this.runUpBlock(blk, x, false);
+  }
+
+  /** Resnets then upsampler; each intermediate is freed once consumed, and x too when `consume`. */
+  private runUpBlock(blk: Decoder["up"][number], x0: Tensor, consume: boolean): Tensor {
+    let x = x0;
+    const step = (y: Tensor) => {
+      if (x !== x0 || consume) x.dispose();
+      x = y;
+    };
+    for (const r of blk.resnets) step(this.resnet(r, x));
+    if (blk.upsample) {
+      step(upsampleNearest2x(x));
+      step(conv2d(x, blk.upsample.w, blk.upsample.b, { padding: 1 }));
+    }
     return x;
   }
 
