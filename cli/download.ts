@@ -4,6 +4,7 @@
 // exported so other commands that resolve models (generate, score) show the same progress.
 import { REGISTRY, resolveModel, type HubOptions, type SourceKind } from "../hub/index.ts";
 import { parseArgs, strFlag, UsageError } from "./args.ts";
+import { stderrIsTty, writeErr } from "./host.ts";
 
 export const help = `flux2ts download <model> [options]
 
@@ -23,12 +24,7 @@ the listing's size and sha256, then renamed. Prints the model's local folder on 
 
 type Stderr = { write(s: string): void; tty: boolean };
 
-function stderr(): Stderr {
-  const proc = (globalThis as { process?: { stderr?: { write(s: string): unknown; isTTY?: boolean } } }).process;
-  const deno = (globalThis as { Deno?: { stderr: { writeSync(b: Uint8Array): number; isTerminal(): boolean } } }).Deno;
-  if (deno) return { write: (s) => void deno.stderr.writeSync(new TextEncoder().encode(s)), tty: deno.stderr.isTerminal() };
-  return { write: (s) => void proc?.stderr?.write(s), tty: !!proc?.stderr?.isTTY };
-}
+const stderr = (): Stderr => ({ write: writeErr, tty: stderrIsTty() });
 
 const units = ["B", "kB", "MB", "GB", "TB"];
 function bytes(n: number): string {

@@ -10,6 +10,9 @@ const commands: Record<string, () => Promise<{ help: string; run(args: string[])
   bench: () => import("./bench.ts"),
   info: () => import("./info.ts"),
   score: () => import("./score.ts"),
+  generate: () => import("./generate.ts"),
+  download: () => import("./download.ts"),
+  plan: () => import("./plan.ts"),
 };
 
 const usage = `flux2ts <command> [options]
@@ -20,6 +23,9 @@ commands:
   bench                        time the kernels and print GFLOP/s next to a CPU baseline
   info                         show the WebGPU adapter, its limits and features
   score --prompt TEXT a.png…   PickScore of PNG files against a prompt
+  generate --prompt TEXT       text to image, optionally searching the initial noise (--search ses)
+  download <model>             fetch a model from ModelScope (or Hugging Face) into the local cache
+  plan                         memory plan and measured peak of the real FLUX.2-klein-4B at 1024²
 
 Run "flux2ts <command> --help" for a command's options.`;
 

@@ -1,6 +1,15 @@
-// Process access for the CLI (argv, exit, environment) on Bun, Deno and Node: the only runtime switch in cli/.
-type Proc = { argv: string[]; exit(code: number): never; env: Record<string, string | undefined>; stdout: { write(s: string): unknown; isTTY?: boolean } };
-type DenoNs = { args: string[]; exit(code: number): never; env: { get(k: string): string | undefined; toObject(): Record<string, string> } };
+// Process access for the CLI (argv, exit, environment, stdout/stderr) on Bun, Deno and Node: the only runtime
+// switch in cli/.
+type Stream = { write(s: string): unknown; isTTY?: boolean };
+type Proc = { argv: string[]; exit(code: number): never; env: Record<string, string | undefined>; stdout: Stream; stderr: Stream };
+type DenoOut = { writeSync(b: Uint8Array): number; isTerminal(): boolean };
+type DenoNs = {
+  args: string[];
+  exit(code: number): never;
+  env: { get(k: string): string | undefined; toObject(): Record<string, string> };
+  stdout: DenoOut;
+  stderr: DenoOut;
+};
 const deno = (globalThis as { Deno?: DenoNs }).Deno;
 const proc = (globalThis as { process?: Proc }).process;
 
@@ -16,8 +25,16 @@ export function env(name: string): string | undefined {
   return deno ? deno.env.get(name) : proc!.env[name];
 }
 
-/** Writes without a newline (progress bars). */
+/** Writes to stdout without a newline. */
 export function write(s: string): void {
-  if (proc?.stdout) proc.stdout.write(s);
-  else (globalThis as { Deno?: { stdout: { writeSync(b: Uint8Array): number } } }).Deno?.stdout.writeSync(new TextEncoder().encode(s));
+  if (deno) deno.stdout.writeSync(new TextEncoder().encode(s));
+  else proc!.stdout.write(s);
 }
+
+/** Writes to stderr without a newline (progress lines). */
+export function writeErr(s: string): void {
+  if (deno) deno.stderr.writeSync(new TextEncoder().encode(s));
+  else proc!.stderr.write(s);
+}
+
+export const stderrIsTty = (): boolean => (deno ? deno.stderr.isTerminal() : !!proc?.stderr.isTTY);

@@ -15,3 +15,16 @@ export { sesSearch, type SesOptions } from "./ses.ts";
 export { sphereNeighbors, zeroOrderSearch, type ZeroOrderOptions } from "./zeroOrder.ts";
 export { type Denoiser, type DenoiseResult, pathRounds, pathSearch, type PathSearchOptions } from "./paths.ts";
 export * from "./verifiers.ts";
+export {
+  type CandidateEvent,
+  type CandidateRecord,
+  type CandidateRenderer,
+  isSearchName,
+  type Rendering,
+  replayCandidate,
+  runSearch,
+  type RunSearchOptions,
+  type RunSearchResult,
+  SEARCH_NAMES,
+  type SearchName,
+} from "./run.ts";
