@@ -12,6 +12,11 @@ export interface BenchRow {
   ms: number;
   gflops?: number;
   gbps?: number;
+  /** matmul: GFLOP/s as a fraction of this run's fma_peak. */
+  ofFmaPeak?: number;
+  /** dispatch_overhead: host µs per launch, and µs per launch including the adapter's execution. */
+  us?: number;
+  totalUs?: number;
   baseline?: { name: string; gflops?: number; gbps?: number };
 }
 
@@ -30,6 +35,11 @@ export async function timeKernel(dev: Device, fn: () => Tensor | { dispose(): vo
   return (performance.now() - t0) / iters;
 }
 
+// Eight independent vec4 FMA chains (enough to cover FMA latency on GPUs and to fill a CPU adapter's SIMD pipes),
+// the loop body unrolled FMA_UNROLL times so loop bookkeeping does not count against the peak (on lavapipe a
+// single-step loop ran at ~half the FMA rate of this one), and the sum stored so nothing is dead code.
+const FMA_CHAINS = 8;
+const FMA_UNROLL = 4;
 const FMA_WGSL = `
 struct P { iters: u32 }
 @group(0) @binding(0) var<uniform> u: P;
@@ -37,18 +47,16 @@ struct P { iters: u32 }
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3u) {
   let s = f32(gid.x) * 1e-7;
-  var a0 = vec4f(s); var a1 = a0 + 0.1; var a2 = a0 + 0.2; var a3 = a0 + 0.3;
-  var a4 = a0 + 0.4; var a5 = a0 + 0.5; var a6 = a0 + 0.6; var a7 = a0 + 0.7;
+  ${Array.from({ length: FMA_CHAINS }, (_, i) => `var a${i} = vec4f(s + ${(i / 10).toFixed(1)});`).join(" ")}
   let m = vec4f(0.999999); let c = vec4f(1e-6);
   for (var i = 0u; i < u.iters; i++) {
-    a0 = fma(a0, m, c); a1 = fma(a1, m, c); a2 = fma(a2, m, c); a3 = fma(a3, m, c);
-    a4 = fma(a4, m, c); a5 = fma(a5, m, c); a6 = fma(a6, m, c); a7 = fma(a7, m, c);
+${Array.from({ length: FMA_UNROLL }, () => "    " + Array.from({ length: FMA_CHAINS }, (_, i) => `a${i} = fma(a${i}, m, c);`).join(" ")).join("\n")}
   }
-  out[gid.x] = a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7;
+  out[gid.x] = ${Array.from({ length: FMA_CHAINS }, (_, i) => `a${i}`).join(" + ")};
 }`;
 
 /** GFLOP/s of a kernel that does nothing but independent vec4 FMAs: the adapter's practical arithmetic peak. */
-export async function fmaPeak(dev: Device, groups = 256, iters = 4096): Promise<number> {
+export async function fmaPeak(dev: Device, groups = dev.isCpu ? 256 : 4096, iters = 1024): Promise<number> {
   const out = Tensor.empty(dev, [groups * 256 * 4]);
   const p = dev.pipeline(FMA_WGSL);
   const u = params().u32(iters).bytes();
@@ -57,7 +65,34 @@ export async function fmaPeak(dev: Device, groups = 256, iters = 4096): Promise<
     return { dispose() {} };
   });
   out.dispose();
-  return (groups * 256 * iters * 8 * 4 * 2) / (ms * 1e6);
+  return (groups * 256 * iters * FMA_UNROLL * FMA_CHAINS * 4 * 2) / (ms * 1e6);
+}
+
+/**
+ * Host cost of one eager launch: µs per dispatch of a tiny elementwise op (64 elements; the output is disposed each
+ * time, so the pool hands the same buffer back, as in a model's loops). `hostUs`: encoding and submitting batches
+ * of 200 launches with the queue idle (waits excluded), so a CPU adapter's concurrent execution does not blur it;
+ * `totalUs`: `n` launches then one wait, which on a CPU adapter is bound by its own per-dispatch execution cost.
+ */
+export async function dispatchOverhead(dev: Device, n = 2000): Promise<{ hostUs: number; totalUs: number }> {
+  const x = Tensor.zeros(dev, [64]);
+  const launch = () => K.scale(x, 2).dispose();
+  for (let i = 0; i < 8; i++) launch();
+  await dev.sync();
+  let host = 0;
+  for (let b = 0; b < n; b += 200) {
+    const t0 = performance.now();
+    for (let i = 0; i < 200; i++) launch();
+    dev.flush();
+    host += performance.now() - t0;
+    await dev.sync();
+  }
+  const t0 = performance.now();
+  for (let i = 0; i < n; i++) launch();
+  await dev.sync();
+  const totalUs = ((performance.now() - t0) * 1e3) / n;
+  x.dispose();
+  return { hostUs: (host * 1e3) / (Math.ceil(n / 200) * 200), totalUs };
 }
 
 /** CPU matmul baseline: numpy (OpenBLAS) in a subprocess when available, else a cache-blocked JS loop. */
@@ -97,7 +132,10 @@ export async function runBench(dev: Device, opts: { quick?: boolean; log?: (s: s
   };
   const peak = await fmaPeak(dev);
   rows.push({ kernel: "fma_peak", shape: [], dtype: "f32", ms: 0, gflops: peak, baseline: { name: dev.describe(), gflops: peak } });
-  log(`adapter: ${dev.describe()}\nfma_peak: ${peak.toFixed(2)} GFLOP/s`);
+  log(`adapter: ${dev.describe()}${dev.isCpu ? " (CPU adapter)" : ""}\nfma_peak: ${peak.toFixed(2)} GFLOP/s\nmatmul tiles: ${JSON.stringify(K.matmulTiles(dev))}`);
+  const disp = await dispatchOverhead(dev);
+  rows.push({ kernel: "dispatch_overhead", shape: [64], dtype: "f32", ms: disp.hostUs / 1e3, us: disp.hostUs, totalUs: disp.totalUs });
+  log(`dispatch_overhead: ${disp.hostUs.toFixed(1)} µs/dispatch on the host (${disp.totalUs.toFixed(1)} µs with the adapter's execution)`);
   const n = opts.quick ? 512 : 1024;
   const cpu = await cpuMatmulGflops(n);
   const fmaBase = { name: "fma_peak", gflops: peak };
@@ -107,9 +145,9 @@ export async function runBench(dev: Device, opts: { quick?: boolean; log?: (s: s
       const a = Tensor.randn(dev, [n, n], { seed: 1 });
       const w = Tensor.fromArray(dev, new Float32Array(n * n).map(() => Math.random() - 0.5), [n, n], dtype);
       const ms = await timeKernel(dev, () => K.matmul(a, w, { transposeB: true }));
-      push({ kernel: "matmul", shape: [n, n, n], dtype, ms, gflops: (2 * n ** 3) / (ms * 1e6), baseline: cpu });
-      const ratio = (2 * n ** 3) / (ms * 1e6) / peak;
-      log(`  matmul ${dtype}: ${(ratio * 100).toFixed(1)}% of fma_peak, ${((2 * n ** 3) / (ms * 1e6) / cpu.gflops).toFixed(2)}x ${cpu.name}`);
+      const gflops = (2 * n ** 3) / (ms * 1e6);
+      push({ kernel: "matmul", shape: [n, n, n], dtype, ms, gflops, ofFmaPeak: gflops / peak, baseline: cpu });
+      log(`  matmul ${dtype}: ${((gflops / peak) * 100).toFixed(1)}% of fma_peak, ${(gflops / cpu.gflops).toFixed(2)}x ${cpu.name}`);
     }
     const [L, H, D] = opts.quick ? [256, 4, 128] : [1024, 4, 128];
     const q = Tensor.randn(dev, [1, L, H, D], { seed: 2 });

@@ -7,6 +7,13 @@
 //   reused by a later dispatch of the same batch (dispatches are ordered), but never by a CPU upload while the batch
 //   that last used it is unsubmitted: `write` submits pending work first.
 // - Pipelines are compiled once per WGSL source text (constants are injected into the text) and cached.
+// - Bind group layouts are explicit, derived from the WGSL declarations (uniform at @binding(0) with a dynamic
+//   offset into the arena, storage buffers read-only or read-write as declared) and shared by every pipeline with
+//   the same signature. "auto" layouts cannot take a dynamic offset, so every dispatch would need its own group.
+//   Bind groups are cached by (layout, uniform slot size, each buffer's id + offset + size); pooled buffers come
+//   back by identity, so loops hit the cache. Entries of a buffer go when it is destroyed; the cache is an LRU of
+//   BIND_CACHE entries. (One new bind group per dispatch cost ~30-80 µs of host time and, under wgpu, exhausted
+//   vm.max_map_count over long runs.)
 // - Uncaptured WebGPU errors are collected and thrown at the next readback, so shader bugs never pass silently.
 import { gpu } from "./platform.ts";
 
@@ -34,6 +41,32 @@ const DRY_PIPELINE = {} as GPUComputePipeline;
 const UNIFORM_SLOT = 256; // minUniformBufferOffsetAlignment is at most 256 everywhere
 const ARENA_BYTES = 64 * 1024;
 const MAX_BATCH = 256; // dispatches per submit
+const BIND_CACHE = 4096; // cached bind groups per device
+
+/** What `run` needs of a pipeline: its (shared) layout and that layout's id for cache keys, and what it binds. */
+interface PipelineInfo {
+  layoutId: number;
+  layout: GPUBindGroupLayout;
+  uniform: boolean;
+  storage: number;
+}
+
+interface CachedGroup {
+  group: GPUBindGroup;
+  buffers: number[];
+}
+
+/** The bindings a WGSL module declares, by number: "u", "r" or "w" (group 0 only; other resources are refused). */
+export function bindingSignature(wgsl: string): string[] {
+  const sig: string[] = [];
+  const decl = /@binding\(\s*(\d+)\s*\)[^;]*?var\s*<\s*(uniform|storage)\s*(?:,\s*(read_write|read)\s*)?>/g;
+  for (const m of wgsl.matchAll(decl)) sig[Number(m[1])] = m[2] === "uniform" ? "u" : m[3] === "read_write" ? "w" : "r";
+  const declared = wgsl.match(/@binding\(/g)?.length ?? 0;
+  if (declared !== sig.filter(Boolean).length) {
+    throw new Error("Device.pipeline: only uniform and storage buffer bindings are supported (one declaration each)");
+  }
+  return sig;
+}
 
 /** Rounds a byte size up to a pool bucket: 8 buckets per power of two. */
 export function bucketSize(bytes: number): number {
@@ -50,6 +83,13 @@ export class Device {
   readonly features: Set<string>;
 
   private pipelines = new Map<string, GPUComputePipeline>();
+  private pipelineInfo = new WeakMap<GPUComputePipeline, PipelineInfo>();
+  private layouts = new Map<string, { info: PipelineInfo; pipelineLayout: GPUPipelineLayout }>();
+  private bufferIds = new WeakMap<GPUBuffer, number>();
+  private nextBufferId = 1;
+  private groups = new Map<string, CachedGroup>();
+  /** Cache keys per buffer id, so a destroyed buffer's groups can be dropped. */
+  private groupsOf = new Map<number, Set<string>>();
   private free = new Map<number, GPUBuffer[]>();
   private exact = new WeakSet<GPUBuffer>();
   /** Tests set this: every pooled allocation is filled with NaN so unwritten outputs show. */
@@ -71,7 +111,7 @@ export class Device {
   allocatedBytes = 0;
   peakBytes = 0;
   /** Dispatches and submits since open: the bench and tests read these. */
-  stats = { dispatches: 0, submits: 0, pipelines: 0 };
+  stats = { dispatches: 0, submits: 0, pipelines: 0, bindGroups: 0 };
 
   private constructor(device: GPUDevice, info: GPUAdapterInfo) {
     this.gpu = device;
@@ -104,6 +144,15 @@ export class Device {
     const device = await adapter.requestDevice({ requiredFeatures, requiredLimits });
     const info = adapter.info ?? ({} as GPUAdapterInfo);
     return new Device(device, info);
+  }
+
+  /**
+   * A software (CPU) adapter: Mesa llvmpipe/lavapipe, SwiftShader, WARP, or one the implementation flags as a
+   * fallback. The one place that decides it (benchmarks size their work by it; kernels may pick shapes by it).
+   */
+  get isCpu(): boolean {
+    const info = this.adapterInfo as GPUAdapterInfo & { isFallbackAdapter?: boolean };
+    return info.isFallbackAdapter === true || /llvmpipe|lavapipe|swiftshader|\bwarp\b|basic render/i.test(this.describe());
   }
 
   get hasF16(): boolean {
@@ -144,19 +193,30 @@ export class Device {
       this.free.set(size, list);
     } else {
       this.flush(); // the pending batch may still read it
-      buf.destroy();
-      this.allocatedBytes -= size;
+      this.destroyBuffer(buf);
     }
   }
 
   /** Destroys every free pooled buffer (call between phases that use very different sizes). */
   trimPool(): void {
     this.flush();
-    for (const list of this.free.values()) for (const b of list) {
-      this.allocatedBytes -= b.size;
-      b.destroy();
-    }
+    for (const list of this.free.values()) for (const b of list) this.destroyBuffer(b);
     this.free.clear();
+  }
+
+  private destroyBuffer(buf: GPUBuffer): void {
+    const id = this.bufferIds.get(buf);
+    if (id !== undefined) {
+      for (const key of this.groupsOf.get(id) ?? []) this.dropGroup(key);
+      this.groupsOf.delete(id);
+    }
+    this.allocatedBytes -= buf.size;
+    buf.destroy();
+  }
+
+  /** Bind groups currently cached (tests read this). */
+  get cachedBindGroups(): number {
+    return this.groups.size;
   }
 
   resetPeak(): void {
@@ -229,15 +289,75 @@ export class Device {
     if (this.dryRun) return DRY_PIPELINE;
     let p = this.pipelines.get(wgsl);
     if (!p) {
+      const { info, pipelineLayout } = this.layoutFor(bindingSignature(wgsl));
       const module = this.gpu.createShaderModule({ code: wgsl });
-      p = this.gpu.createComputePipeline({ layout: "auto", compute: { module, entryPoint: "main" } });
+      p = this.gpu.createComputePipeline({ layout: pipelineLayout, compute: { module, entryPoint: "main" } });
       this.pipelines.set(wgsl, p);
+      this.pipelineInfo.set(p, info);
       this.stats.pipelines++;
       module.getCompilationInfo?.().then((info) => {
         for (const m of info.messages) if (m.type === "error") this.errors.push(`WGSL line ${m.lineNum}: ${m.message}\n${wgsl}`);
       });
     }
     return p;
+  }
+
+  private layoutFor(sig: string[]): { info: PipelineInfo; pipelineLayout: GPUPipelineLayout } {
+    const key = Array.from(sig, (s) => s ?? "-").join("");
+    let l = this.layouts.get(key);
+    if (!l) {
+      const entries: GPUBindGroupLayoutEntry[] = [];
+      sig.forEach((s, binding) => {
+        if (!s) return;
+        const visibility = GPUShaderStage.COMPUTE;
+        if (s === "u") entries.push({ binding, visibility, buffer: { type: "uniform", hasDynamicOffset: true } });
+        else entries.push({ binding, visibility, buffer: { type: s === "w" ? "storage" : "read-only-storage" } });
+      });
+      const layout = this.gpu.createBindGroupLayout({ entries });
+      const info = { layoutId: this.layouts.size, layout, uniform: sig[0] === "u", storage: sig.filter((x) => x === "r" || x === "w").length };
+      l = { info, pipelineLayout: this.gpu.createPipelineLayout({ bindGroupLayouts: [layout] }) };
+      this.layouts.set(key, l);
+    }
+    return l;
+  }
+
+  private bufferId(buf: GPUBuffer): number {
+    let id = this.bufferIds.get(buf);
+    if (id === undefined) this.bufferIds.set(buf, (id = this.nextBufferId++));
+    return id;
+  }
+
+  private dropGroup(key: string): void {
+    const g = this.groups.get(key);
+    if (!g) return;
+    this.groups.delete(key);
+    for (const id of g.buffers) this.groupsOf.get(id)?.delete(key);
+  }
+
+  /** The bind group for these bindings under `info`'s layout, from the cache when possible. */
+  private bindGroup(info: PipelineInfo, buffers: Binding[], uniformSize: number): GPUBindGroup {
+    const ids = buffers.map((b) => this.bufferId(b.buffer));
+    let key = `${info.layoutId}:${uniformSize}`;
+    for (let i = 0; i < buffers.length; i++) key += `|${ids[i]}:${buffers[i].offset}:${buffers[i].size}`;
+    const hit = this.groups.get(key);
+    if (hit) {
+      this.groups.delete(key); // re-insert: Map order is the LRU order
+      this.groups.set(key, hit);
+      return hit.group;
+    }
+    const entries: GPUBindGroupEntry[] = [];
+    if (info.uniform) entries.push({ binding: 0, resource: { buffer: this.uniformBuf, offset: 0, size: uniformSize } });
+    buffers.forEach((b, i) => entries.push({ binding: i + 1, resource: { buffer: b.buffer, offset: b.offset, size: b.size } }));
+    const group = this.gpu.createBindGroup({ layout: info.layout, entries });
+    if (this.groups.size >= BIND_CACHE) this.dropGroup(this.groups.keys().next().value!);
+    this.groups.set(key, { group, buffers: ids });
+    for (const id of ids) {
+      let set = this.groupsOf.get(id);
+      if (!set) this.groupsOf.set(id, (set = new Set()));
+      set.add(key);
+    }
+    this.stats.bindGroups++;
+    return group;
   }
 
   /**
@@ -250,20 +370,21 @@ export class Device {
     if (x === 0 || y === 0 || z === 0 || this.dryRun) return;
     const uBytes = uniforms ? Math.ceil(uniforms.byteLength / UNIFORM_SLOT) * UNIFORM_SLOT : 0;
     if (this.dispatches >= MAX_BATCH || this.arenaUsed + uBytes > ARENA_BYTES) this.flush();
-    const entries: GPUBindGroupEntry[] = [];
-    if (uniforms) {
-      this.arena.set(uniforms, this.arenaUsed);
-      entries.push({ binding: 0, resource: { buffer: this.uniformBuf, offset: this.arenaUsed, size: uniforms.byteLength } });
-      this.arenaUsed += uBytes;
-    }
-    buffers.forEach((b, i) => entries.push({ binding: i + 1, resource: { buffer: b.buffer, offset: b.offset, size: b.size } }));
-    const group = this.gpu.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
+    const info = this.pipelineInfo.get(pipeline);
+    if (!info) throw new Error("Device.run: pipeline was not made by this device's pipeline()");
+    if (info.uniform !== !!uniforms) throw new Error(`Device.run: the shader ${info.uniform ? "declares" : "has no"} uniforms at @binding(0)`);
+    if (buffers.length !== info.storage) throw new Error(`Device.run: the shader declares ${info.storage} storage buffers, got ${buffers.length}`);
+    const group = this.bindGroup(info, buffers, uBytes);
     if (!this.pass) {
       this.encoder ??= this.gpu.createCommandEncoder();
       this.pass = this.encoder.beginComputePass();
     }
     this.pass.setPipeline(pipeline);
-    this.pass.setBindGroup(0, group);
+    if (uniforms) {
+      this.arena.set(uniforms, this.arenaUsed);
+      this.pass.setBindGroup(0, group, [this.arenaUsed]);
+      this.arenaUsed += uBytes;
+    } else this.pass.setBindGroup(0, group);
     this.pass.dispatchWorkgroups(x, y, z);
     this.dispatches++;
     this.stats.dispatches++;
@@ -334,6 +455,8 @@ export class Device {
   destroy(): void {
     this.flush();
     this.trimPool();
+    this.groups.clear();
+    this.groupsOf.clear();
     this.gpu.destroy();
   }
 }

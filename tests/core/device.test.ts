@@ -1,11 +1,18 @@
 // Device and Tensor plumbing: limits, the buffer pool, scopes, reshape refcounts, 16-bit readback, ordering of
-// uploads against pending kernels, error reporting, tensors split across bindings and grids over 65535 groups.
+// uploads against pending kernels, error reporting, tensors split across bindings, grids over 65535 groups, and
+// the bind group cache (explicit layouts, dynamic uniform offsets, eviction of destroyed buffers).
 import { describe, expect, test } from "bun:test";
 import { bucketSize, Device, grid1d, roundTo, Tensor } from "../../core/index.ts";
+import { bindingSignature } from "../../core/device.ts";
 import * as ew from "../../kernels/elementwise.ts";
 import { rand, testDevice } from "../util.ts";
 
 const bits = (f: Float32Array) => new Uint32Array(f.buffer, f.byteOffset, f.length);
+
+const FILL_LIKE = `struct P { n: u32 }
+@group(0) @binding(0) var<uniform> u: P;
+@group(0) @binding(1) var<storage, read_write> out: array<u32>;
+@compute @workgroup_size(1) fn main() { out[0] = u.n; }`;
 
 function sameBits(a: Float32Array, b: Float32Array): boolean {
   const x = bits(a), y = bits(b);
@@ -136,6 +143,45 @@ describe("device", () => {
     const y2 = ew.scale(w, 3);
     w.dispose();
     expect(sameBits(await y2.toArray(), a.map((v) => 3 * v))).toBe(true);
+  });
+
+  test("bind groups are cached per buffer, uniforms ride on dynamic offsets, destroyed buffers are evicted", async () => {
+    const dev = await testDevice();
+    expect(bindingSignature(`@group(0) @binding(0) var<uniform> u: P;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<storage, read> a: array<f32>;
+@binding(3) @group(0) var<storage> b: array<u32>;`)).toEqual(["u", "w", "r", "r"]);
+    expect(() => bindingSignature("@group(0) @binding(1) var t: texture_2d<f32>;")).toThrow(/only uniform and storage/);
+    const x = Tensor.fromArray(dev, rand(300, 4), [300]);
+    const data = await x.toArray();
+    dev.trimPool(); // every output below lives in a buffer new to the cache
+    const before = dev.stats.bindGroups;
+    // 40 launches in one batch: same buffers, so one bind group; each reads its own uniforms through the offset.
+    const outs: Tensor[] = [];
+    const buffers = new Set<GPUBuffer>();
+    for (let i = 0; i < 40; i++) {
+      const y = ew.scale(x, i + 1);
+      outs.push(y);
+      buffers.add(y.binding().buffer);
+      if (i % 2) y.dispose(); // back to the pool: the next launch writes the same buffer through the same group
+    }
+    expect(buffers.size).toBe(21);
+    expect(dev.stats.bindGroups - before).toBe(2 * buffers.size); // per new buffer: the poison fill and the scale
+    for (let i = 0; i < 40; i += 2) expect(sameBits(await outs[i].toArray(), data.map((v) => (i + 1) * v))).toBe(true);
+    for (let i = 0; i < 40; i += 2) outs[i].dispose();
+    const loop = dev.stats.bindGroups;
+    for (let i = 0; i < 50; i++) ew.scale(x, 2).dispose();
+    expect(dev.stats.bindGroups).toBe(loop);
+    // an exact buffer is destroyed on release and takes its groups with it
+    const w = Tensor.fromBytes(dev, new Uint8Array(data.buffer), [300], "f32", true);
+    const y = ew.scale(w, 3);
+    const cached = dev.cachedBindGroups;
+    w.dispose();
+    expect(dev.cachedBindGroups).toBe(cached - 1);
+    expect(sameBits(await y.toArray(), data.map((v) => 3 * v))).toBe(true);
+    expect(() => dev.run(dev.pipeline(FILL_LIKE), [], [1], new Uint8Array(16))).toThrow(/declares 1 storage buffers, got 0/);
+    x.dispose();
+    y.dispose();
   });
 
   test("a WGSL error surfaces as a thrown error at the next read", async () => {
