@@ -45,7 +45,16 @@ fn erf_(x: f32) -> f32 {
   return sign(x) * (1.0 - exp(-a * a) / (f * 1.7724538509055159));
 }`;
 
+// Memoised: launches are frequent and tiny, so rebuilding (and re-hashing) the text per call costs measurable µs.
+const wgslCache = new Map<string, string>();
 function elementwiseWgsl(nInputs: number, expr: string, fns: string): string {
+  const key = `${nInputs}|${expr}|${fns}`;
+  let text = wgslCache.get(key);
+  if (!text) wgslCache.set(key, (text = buildElementwiseWgsl(nInputs, expr, fns)));
+  return text;
+}
+
+function buildElementwiseWgsl(nInputs: number, expr: string, fns: string): string {
   const inputs = Array.from({ length: nInputs }, (_, i) => `@group(0) @binding(${i + 2}) var<storage, read> in${i}: array<f32>;`);
   return `
 struct P { n: u32, m1: u32, m2: u32, rowLen: u32, alpha: f32, beta: f32, lo: f32, hi: f32 }
