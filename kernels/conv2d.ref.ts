@@ -1,4 +1,9 @@
-// CPU reference for kernels/conv2d.ts: direct convolution in f64 on f32 (or pre-rounded 16-bit) values.
+// CPU reference for kernels/conv2d.ts: direct convolution in f64 on f32 (or pre-rounded 16-bit) values. The input
+// prologue composes the other families' references as the unfused graph runs them: groupNorm (+SiLU), rounded to
+// f32 as a materialised activation would be, then nearest ×2 upsampling, then the convolution.
+import { groupNormRef } from "./norm.ref.ts";
+import { upsampleNearest2xRef } from "./resample.ref.ts";
+
 export interface Conv2dRefArgs {
   x: Float32Array;
   xShape: readonly [number, number, number, number];
@@ -8,11 +13,24 @@ export interface Conv2dRefArgs {
   residual?: Float32Array;
   stride?: readonly [number, number];
   padding?: readonly [number, number, number, number];
+  /** GroupNorm (statistics computed here from x) applied to x first. */
+  inputNorm?: { groups: number; eps: number; w?: Float32Array; b?: Float32Array; silu?: boolean };
+  upsample2x?: boolean;
 }
 
 /** Returns the output [B, Cout, Ho, Wo] and its shape. */
 export function conv2dRef(a: Conv2dRefArgs): { out: Float32Array; shape: [number, number, number, number] } {
-  const [B, Cin, H, W] = a.xShape;
+  const [B, Cin] = a.xShape;
+  let [, , H, W] = a.xShape;
+  let x = a.x;
+  if (a.inputNorm) {
+    const n = a.inputNorm;
+    x = Float32Array.from(groupNormRef(x, Cin, H * W, n.groups, n.eps, { w: n.w, b: n.b, silu: n.silu }));
+  }
+  if (a.upsample2x) {
+    x = upsampleNearest2xRef(x, [B, Cin, H, W]);
+    [H, W] = [2 * H, 2 * W];
+  }
   const [Cout, , kh, kw] = a.wShape;
   const [sy, sx] = a.stride ?? [1, 1];
   const [pt, pb, pl, pr] = a.padding ?? [0, 0, 0, 0];
@@ -31,7 +49,7 @@ export function conv2dRef(a: Conv2dRefArgs): { out: Float32Array; shape: [number
               const wrow = ((co * Cin + ci) * kh + ky) * kw;
               for (let kx = 0; kx < kw; kx++) {
                 const ix = ox * sx - pl + kx;
-                if (ix >= 0 && ix < W) s += a.x[xrow + ix] * a.w[wrow + kx];
+                if (ix >= 0 && ix < W) s += x[xrow + ix] * a.w[wrow + kx];
               }
             }
           const i = ((b * Cout + co) * Ho + oy) * Wo + ox;

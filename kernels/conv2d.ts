@@ -4,11 +4,18 @@
 // of B are staged in workgroup memory as vec4 columns, each thread accumulates a TM×TN register block (vec4s of
 // 4 pixels, one per channel), and the next slice is fetched into registers while the current one is consumed.
 // The epilogue adds the bias and an optional residual (the VAE ResNet shortcut) and writes NCHW.
+// Input prologue (the VAE's GroupNorm+SiLU → conv and nearest ×2 → conv, without materialising either): with
+// `inputNorm` every loaded element becomes silu?((x − mean)·rstd·w[c] + b[c]) from a per-(batch, channel) table
+// (mean, rstd·w, b) built by a tiny kernel from groupNormStats, so weight dtypes add no conv variant; with
+// `upsample2x` the conv sees the 2H×2W image and reads pixel (y>>u, x>>u) of x, u a uniform shift of 0 or 1.
+// Padding stays zero (applied after both, as in the unfused graph). Only the norm is a pipeline boolean (it binds
+// the table); the shift and SiLU are uniforms, so the plain and upsampling convolutions share one pipeline.
 // Sizes, kernel shape, stride and padding are uniforms, so one pipeline serves every convolution with the same
 // tile shape and dtypes (lavapipe spends seconds compiling each). Two tile shapes: 128×128 with 8×8 per thread
 // for real channel counts, and 256×4 for Cout ≤ 4 (the VAE's conv_out), where a wide tile would be mostly padding.
-import { type DType, grid1d, params, Tensor, wgslArrayType, wgslLoad } from "../core/index.ts";
+import { type DType, flatIndex, grid1d, params, Tensor, wgslArrayType, wgslLoad } from "../core/index.ts";
 import { expectDType, expectRank, expectSameDevice, expectShape } from "./check.ts";
+import { activationWgsl } from "./elementwise.ts";
 
 /** Workgroup WGM×WGN threads, TM×TN outputs each (both multiples of 4), K slice BK. */
 interface TileShape {
@@ -31,13 +38,26 @@ export interface Conv2dOptions {
   padding?: Padding;
   /** Added to the output (same shape), after the bias. */
   residual?: Tensor;
+  /** GroupNorm (+ SiLU) of x applied while loading it: stats from groupNormStats(x, groups), weight/bias [Cin]. */
+  inputNorm?: InputNorm;
+  /** Convolve the nearest-neighbour ×2 upsampling of x (after inputNorm) instead of x. */
+  upsample2x?: boolean;
+}
+
+export interface InputNorm {
+  /** [B, groups, 2]: (mean, rstd) per batch item and group, from groupNormStats. */
+  stats: Tensor;
+  groups: number;
+  weight?: Tensor | null;
+  bias?: Tensor | null;
+  silu?: boolean;
 }
 
 /** The output size along one axis. */
 export const convOutSize = (n: number, k: number, stride: number, padLo: number, padHi: number) =>
   Math.floor((n + padLo + padHi - k) / stride) + 1;
 
-function conv2dWgsl(t: TileShape, wDtype: DType, bDtype: DType | null, residual: boolean): string {
+function conv2dWgsl(t: TileShape, wDtype: DType, bDtype: DType | null, residual: boolean, norm: boolean): string {
   const threads = t.wgm * t.wgn;
   const BM = t.wgm * t.tm, BN = t.wgn * t.tn, BK = t.bk;
   const QM = BM / 4, QN = BN / 4; // vec4 columns per K row of the A and B tiles
@@ -50,6 +70,7 @@ function conv2dWgsl(t: TileShape, wDtype: DType, bDtype: DType | null, residual:
   const bind = (name: string, type: string) => `@group(0) @binding(${bindings.length + 3}) var<storage, read> ${name}: array<${type}>;`;
   if (bDtype) bindings.push(bind("bbuf", wgslArrayType(bDtype)));
   if (residual) bindings.push(bind("res", "f32"));
+  if (norm) bindings.push(bind("tab", "vec4f"));
 
   // Everything that indexes the per-thread arrays is unrolled here, so every index is a constant and the arrays
   // live in registers on any compiler.
@@ -64,7 +85,7 @@ struct P {
   H: u32, W: u32, HW: u32, CinHW: u32,
   Wo: u32, HoWo: u32, sy: u32, sx: u32,
   padT: i32, padL: i32, KW: u32, KHW: u32,
-  tilesN: u32, tiles: u32,
+  tilesN: u32, tiles: u32, Wx: u32, Cin: u32, up: u32, silu: u32,
 }
 @group(0) @binding(0) var<uniform> u: P;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
@@ -72,15 +93,21 @@ struct P {
 ${bindings.join("\n")}
 ${wgslLoad("w", "wbuf", wDtype)}
 ${bDtype ? wgslLoad("b", "bbuf", bDtype) : ""}
+${norm ? activationWgsl("silu", "silu") : ""}
 
 var<workgroup> As: array<vec4f, ${QM * BK}>;
 var<workgroup> Bs: array<vec4f, ${QN * BK}>;
 
-// Input pixel (iy, ix) of the image starting at xb, zero outside the image (the padding) and for dead rows.
-// Loads are unconditional (from element 0 when out of range) so the code stays branch-free.
-fn ldx(ok: bool, iy: i32, ix: i32, xb: u32) -> f32 {
+// Input pixel (iy, ix) of the (upsampled) image of plane xb, normalised with table entry tc, zero outside the
+// image (the padding) and for dead rows. Loads are unconditional (from element 0 when out of range) so the code
+// stays branch-free.
+fn ldx(ok: bool, iy: i32, ix: i32, xb: u32, tc: u32) -> f32 {
   let inside = ok && u32(iy) < u.H && u32(ix) < u.W;
-  return select(0.0, x[select(0u, xb + u32(iy) * u.W + u32(ix), inside)], inside);
+  var v = x[select(0u, xb + (u32(iy) >> u.up) * u.Wx + (u32(ix) >> u.up), inside)];${norm ? `
+  let t = tab[select(0u, tc, inside)];
+  v = (v - t.x) * t.y + t.z;
+  if (u.silu != 0u) { v = silu(v); }` : ""}
+  return select(0.0, v, inside);
 }
 
 fn ldw(n: u32, k: u32) -> f32 {
@@ -118,7 +145,9 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   let m = vec4u(mt + aq * 4u) + vec4u(0u, 1u, 2u, 3u);
   let ok = m < vec4u(u.M);
   let p = m % vec4u(u.HoWo);
-  let xb = (m / vec4u(u.HoWo)) * u.CinHW;
+  let bi = m / vec4u(u.HoWo);
+  let xb = bi * u.CinHW;
+  let tb = bi * u.Cin;
   let iy = vec4i((p / vec4u(u.Wo)) * u.sy) - u.padT;
   let ix = vec4i((p % vec4u(u.Wo)) * u.sx) - u.padL;
 
@@ -139,9 +168,11 @@ ${each(aPasses, (p) => `{ let k = kt * ${BK}u + ak + ${p * aRows}u;
         let o = ok & vec4<bool>(k < u.K);
         let ky = i32((k % u.KHW) / u.KW);
         let kx = i32(k % u.KW);
-        let b = xb + (k / u.KHW) * u.HW;
-        ra[${p}] = vec4f(ldx(o.x, iy.x + ky, ix.x + kx, b.x), ldx(o.y, iy.y + ky, ix.y + kx, b.y),
-                        ldx(o.z, iy.z + ky, ix.z + kx, b.z), ldx(o.w, iy.w + ky, ix.w + kx, b.w)); }`, "      ")}
+        let c = k / u.KHW;
+        let b = xb + c * u.HW;
+        let tc = tb + c;
+        ra[${p}] = vec4f(ldx(o.x, iy.x + ky, ix.x + kx, b.x, tc.x), ldx(o.y, iy.y + ky, ix.y + kx, b.y, tc.y),
+                        ldx(o.z, iy.z + ky, ix.z + kx, b.z, tc.z), ldx(o.w, iy.w + ky, ix.w + kx, b.w, tc.w)); }`, "      ")}
 ${bLoop((p) => `let n = nt + i % ${BN}u; let k = kt * ${BK}u + (i / ${BN}u) * 4u;
         rb[${p}] = vec4f(ldw(n, k), ldw(n, k + 1u), ldw(n, k + 2u), ldw(n, k + 3u));`)}
     }
@@ -165,9 +196,59 @@ ${r(mq).map((q) => each(t.tn, (j) => {
 // Generated sources, memoised so a launch neither rebuilds nor rehashes the text.
 const sources = new Map<string, string>();
 
+/** One thread per (batch, channel): tab = (mean, rstd·w[c], b[c], 0) from stats [B, G, 2] (mean, rstd). */
+function normTableWgsl(w: DType | undefined, b: DType | undefined): string {
+  const decls: string[] = [];
+  let k = 3;
+  for (const [name, dt] of [["w", w], ["b", b]] as const) {
+    if (dt) decls.push(`@group(0) @binding(${k++}) var<storage, read> ${name}buf: array<${wgslArrayType(dt)}>;`, wgslLoad(name, `${name}buf`, dt));
+  }
+  return `
+struct P { n: u32, C: u32, G: u32, Cg: u32 }
+@group(0) @binding(0) var<uniform> u: P;
+@group(0) @binding(1) var<storage, read_write> out: array<vec4f>;
+@group(0) @binding(2) var<storage, read> stats: array<vec2f>;
+${decls.join("\n")}
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let i = ${flatIndex(64)};
+  if (i >= u.n) { return; }
+  let c = i % u.C;
+  let st = stats[(i / u.C) * u.G + c / u.Cg];
+  out[i] = vec4f(st.x, st.y${w ? " * load_w(c)" : ""}, ${b ? "load_b(c)" : "0.0"}, 0.0);
+}`;
+}
+
+/** Checks `inputNorm` against x [B, Cin, ...] and queues its per-(batch, channel) table [B·Cin] of vec4f. */
+function normTable(x: Tensor, n: InputNorm): Tensor {
+  const what = "conv2d inputNorm";
+  const [B, Cin] = x.shape;
+  if (!Number.isInteger(n.groups) || n.groups < 1 || Cin % n.groups) {
+    throw new Error(`${what}: ${n.groups} groups do not divide the ${Cin} channels of x [${x.shape}]`);
+  }
+  expectShape(n.stats, `${what} stats`, [B, n.groups, 2]);
+  expectDType(n.stats, `${what} stats`, "f32");
+  const ts = [n.stats];
+  for (const [t, name] of [[n.weight, "weight"], [n.bias, "bias"]] as const) {
+    if (!t) continue;
+    expectShape(t, `${what} ${name}`, [Cin]);
+    expectDType(t, `${what} ${name}`, "f32", "f16", "bf16");
+    ts.push(t);
+  }
+  expectSameDevice(what, x, ...ts);
+  const tab = Tensor.empty(x.dev, [B * Cin, 4]);
+  const key = `table:${n.weight?.dtype}:${n.bias?.dtype}`;
+  let wgsl = sources.get(key);
+  if (!wgsl) sources.set(key, (wgsl = normTableWgsl(n.weight?.dtype, n.bias?.dtype)));
+  const uni = params().u32(B * Cin).u32(Cin).u32(n.groups).u32(Cin / n.groups).bytes();
+  x.dev.run(x.dev.pipeline(wgsl), [tab.binding(), ...ts.map((t) => t.binding())], grid1d(B * Cin, 64), uni);
+  return tab;
+}
+
 /**
  * conv2d(x [B, Cin, H, W] f32, weight [Cout, Cin, kh, kw] f32/f16/bf16, bias [Cout] | undefined) → [B, Cout, Ho, Wo]
- * with zero padding, as torch.nn.functional.conv2d (plus `residual`, added after the bias).
+ * with zero padding, as torch.nn.functional.conv2d (plus `residual`, added after the bias). With `inputNorm` and/or
+ * `upsample2x` it convolves conv2d's input as upsampleNearest2x(groupNorm(x, ...)) would give it (H, W doubled).
  */
 export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor | null, opts: Conv2dOptions = {}): Tensor {
   const what = "conv2d";
@@ -175,7 +256,9 @@ export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor | null, opts: Co
   expectRank(weight, `${what} weight`, 4);
   expectDType(x, `${what} x`, "f32");
   expectDType(weight, `${what} weight`, "f32", "f16", "bf16");
-  const [B, Cin, H, W] = x.shape;
+  const [B, Cin, Hx, Wx] = x.shape;
+  const up = opts.upsample2x ? 2 : 1;
+  const H = up * Hx, W = up * Wx;
   const [Cout, wCin, kh, kw] = weight.shape;
   if (wCin !== Cin) {
     throw new Error(`${what}: weight [${weight.shape}] expects ${wCin} input channels, x [${x.shape}] has ${Cin}`);
@@ -188,7 +271,7 @@ export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor | null, opts: Co
   if (![pt, pb, pl, pr].every((p) => Number.isInteger(p) && p >= 0)) throw new Error(`${what}: padding [${pad}] must be integers >= 0`);
   const Ho = convOutSize(H, kh, sy, pt, pb), Wo = convOutSize(W, kw, sx, pl, pr);
   if (Ho < 1 || Wo < 1) {
-    throw new Error(`${what}: kernel ${kh}×${kw} does not fit x [${x.shape}] with padding [${pt},${pb},${pl},${pr}]`);
+    throw new Error(`${what}: kernel ${kh}×${kw} does not fit x [${x.shape}]${up > 1 ? " upsampled ×2" : ""} with padding [${pt},${pb},${pl},${pr}]`);
   }
   const ts = [x, weight];
   if (bias) {
@@ -207,20 +290,27 @@ export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor | null, opts: Co
   const dev = x.dev;
   const out = Tensor.empty(dev, outShape);
   const M = B * Ho * Wo, N = Cout, K = Cin * kh * kw;
-  if (M === 0 || N === 0) return out;
+  const norm = opts.inputNorm;
+  const tab = norm && normTable(x, norm);
+  if (M === 0 || N === 0) {
+    tab?.dispose();
+    return out;
+  }
+  if (tab) ts.push(tab);
   const shape = N <= 4 ? NARROW : WIDE;
   const BM = shape.wgm * shape.tm, BN = shape.wgn * shape.tn;
   const tilesN = Math.ceil(N / BN), tiles = Math.ceil(M / BM) * tilesN;
   const uni = params()
     .u32(M).u32(N).u32(K).u32(Math.ceil(K / shape.bk))
-    .u32(H).u32(W).u32(H * W).u32(Cin * H * W)
+    .u32(H).u32(W).u32(Hx * Wx).u32(Cin * Hx * Wx)
     .u32(Wo).u32(Ho * Wo).u32(sy).u32(sx)
     .i32(pt).i32(pl).u32(kw).u32(kh * kw)
-    .u32(tilesN).u32(tiles)
+    .u32(tilesN).u32(tiles).u32(Wx).u32(Cin).u32(up - 1).u32(norm?.silu ? 1 : 0)
     .bytes();
-  const key = `${shape === NARROW}:${weight.dtype}:${bias?.dtype}:${!!opts.residual}`;
+  const key = `${shape === NARROW}:${weight.dtype}:${bias?.dtype}:${!!opts.residual}:${!!norm}`;
   let wgsl = sources.get(key);
-  if (!wgsl) sources.set(key, (wgsl = conv2dWgsl(shape, weight.dtype, bias?.dtype ?? null, !!opts.residual)));
+  if (!wgsl) sources.set(key, (wgsl = conv2dWgsl(shape, weight.dtype, bias?.dtype ?? null, !!opts.residual, !!norm)));
   dev.run(dev.pipeline(wgsl), [out.binding(), ...ts.map((t) => t.binding())], grid1d(tiles, 1), uni);
+  tab?.dispose();
   return out;
 }

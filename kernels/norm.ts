@@ -8,6 +8,7 @@
 // - Big GroupNorm groups (more than GN_CHUNK elements, up to millions in the VAE) run in three dispatches: the same
 //   template in statistics mode writes (mean, M2) per chunk over many workgroups, a row kernel combines each
 //   group's chunks with Chan's pairwise formula, and an elementwise pass normalises (affine, optional SiLU).
+//   The first two are also exported as groupNormStats, so a consumer can normalise while loading (conv2d).
 // - Weights/biases may be f32, bf16 or f16 (decoded by wgslLoad); each presence/dtype is a pipeline variant,
 //   the fused SiLU is a uniform flag.
 import { type DType, grid1d, params, Tensor, wgslArrayType, wgslLoad } from "../core/index.ts";
@@ -180,42 +181,67 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: v
 }`;
 }
 
+/** The validated geometry of GroupNorm over x [B, C, ...spatial]. */
+function groupShape(x: Tensor, groups: number, what: string): GroupShape & { B: number; C: number } {
+  expectDType(x, `${what} x`, "f32");
+  if (x.shape.length < 2) throw new Error(`${what} x: expected [B, C, ...spatial], got shape [${x.shape}]`);
+  const [B, C] = x.shape;
+  if (!Number.isInteger(groups) || groups < 1 || C % groups) {
+    throw new Error(`${what}: ${groups} groups do not divide the ${C} channels of x [${x.shape}]`);
+  }
+  return { B, C, G: groups, Cg: C / groups, HW: x.size / Math.max(1, B * C) };
+}
+
+/** (mean, rstd) per (batch, group) → [B, G, 2]: chunk partials over many workgroups, then Chan's combine. */
+function groupStats(x: Tensor, g: GroupShape & { B: number }, eps: number): Tensor {
+  const dev = x.dev;
+  const rows = g.B * g.G, len = g.Cg * g.HW;
+  const l = rowLayout(rows, len, GN_CHUNK);
+  const parts = Tensor.empty(dev, [rows, l.nChunks, 2]);
+  runRowNorm(x, parts, l, { center: true, mode: "stats", index: "channel", affine: {} }, 0, g, false, null, null);
+  const stats = Tensor.empty(dev, [g.B, g.G, 2]);
+  launchRows(dev, GN_COMBINE_WGSL, [stats.binding(), parts.binding()], rowLayout(rows, l.nChunks), (p) =>
+    p.u32(len).u32(GN_CHUNK).f32(eps),
+  );
+  parts.dispose();
+  return stats;
+}
+
+/**
+ * GroupNorm statistics of x [B, C, ...spatial] (NCHW) → [B, groups, 2] f32: the mean and 1/sqrt(var + eps)
+ * (biased variance, as groupNorm) of each (batch, group), for kernels that normalise while loading x
+ * (conv2d's `inputNorm`). The mean is one f32, as in groupNorm's big-group path: x − mean loses about
+ * ulp(mean)/std relative accuracy when a group's mean is far from zero compared with its spread.
+ */
+export function groupNormStats(x: Tensor, groups: number, opts: { eps: number }): Tensor {
+  const g = groupShape(x, groups, "groupNormStats");
+  if (g.B * g.C && !g.HW) throw new Error(`groupNormStats: x [${x.shape}] has empty groups`);
+  if (!x.size) return Tensor.empty(x.dev, [g.B, groups, 2]);
+  return groupStats(x, g, opts.eps);
+}
+
 /**
  * GroupNorm of x [B, C, ...spatial] (NCHW): statistics per (batch, group) over C/groups channels × spatial,
  * affine per channel (weight, bias [C], optional), then SiLU when `silu` is set.
  */
 export function groupNorm(x: Tensor, groups: number, weight: OptTensor, bias: OptTensor, opts: { eps: number; silu?: boolean }): Tensor {
-  expectDType(x, "groupNorm x", "f32");
-  if (x.shape.length < 2) throw new Error(`groupNorm x: expected [B, C, ...spatial], got shape [${x.shape}]`);
-  const [B, C] = x.shape;
-  if (!Number.isInteger(groups) || groups < 1 || C % groups) {
-    throw new Error(`groupNorm: ${groups} groups do not divide the ${C} channels of x [${x.shape}]`);
-  }
-  const HW = x.size / Math.max(1, B * C);
-  const g: GroupShape = { G: groups, Cg: C / groups, HW };
+  const g = groupShape(x, groups, "groupNorm");
+  const { B, C, HW } = g;
   const len = g.Cg * HW;
   const silu = !!opts.silu;
   const affine = { w: checkParam(weight, x, "groupNorm weight", C), b: checkParam(bias, x, "groupNorm bias", C), silu: true };
   const dev = x.dev;
   const out = Tensor.empty(dev, x.shape);
   if (!out.size) return out;
-  const rows = B * groups;
   if (len <= GN_CHUNK) {
-    runRowNorm(x, out, rowLayout(rows, len), { center: true, mode: "y", index: "channel", affine }, opts.eps, g, silu, weight, bias);
+    runRowNorm(x, out, rowLayout(B * groups, len), { center: true, mode: "y", index: "channel", affine }, opts.eps, g, silu, weight, bias);
     return out;
   }
-  const l = rowLayout(rows, len, GN_CHUNK);
-  const parts = Tensor.empty(dev, [rows, l.nChunks, 2]);
-  runRowNorm(x, parts, l, { center: true, mode: "stats", index: "channel", affine: {} }, 0, g, false, null, null);
-  const stats = Tensor.empty(dev, [rows, 2]);
-  launchRows(dev, GN_COMBINE_WGSL, [stats.binding(), parts.binding()], rowLayout(rows, l.nChunks), (p) =>
-    p.u32(len).u32(GN_CHUNK).f32(opts.eps),
-  );
+  const stats = groupStats(x, g, opts.eps);
   const blocks = Math.ceil(HW / GN_BLOCK);
   const uni = params().u32(B * C).u32(HW).u32(C).u32(g.Cg).u32(blocks).u32(silu ? 1 : 0).bytes();
   const bufs = [out.binding(), x.binding(), stats.binding(), ...[weight, bias].filter((t): t is Tensor => !!t).map((t) => t.binding())];
   dev.run(dev.pipeline(gnApplyWgsl(affine)), bufs, grid1d(B * C * blocks, 1), uni);
-  parts.dispose();
   stats.dispose();
   return out;
 }

@@ -13,9 +13,12 @@
 // - A decode whose largest activation reaches `trimPoolBytes` (256 MiB: from about 512² on) empties the device's
 //   pool of free buffers first and after each up block: every stage's buffers are 4× the previous stage's, so
 //   freed ones are never reused, and the transformer's freed buffers (2.5 GB at 1024²) would otherwise stay
-//   allocated under the decoder's 4-5 GB (measured by `flux2ts plan`).
-// - ResNet: GroupNorm with fused SiLU → conv3×3 → GroupNorm+SiLU → conv3×3 whose epilogue adds the shortcut (x or
-//   the 1×1 conv_shortcut of x); dropout is inference-off and output_scale_factor 1, so nothing else.
+//   allocated under the decoder's 2.7 GB (measured by `flux2ts plan`).
+// - ResNet: GroupNorm+SiLU → conv3×3 → GroupNorm+SiLU → conv3×3 whose epilogue adds the shortcut (x or the 1×1
+//   conv_shortcut of x); dropout is inference-off and output_scale_factor 1, so nothing else. Each GroupNorm+SiLU
+//   (and conv_norm_out) is only its statistics (groupNormStats) plus conv2d's inputNorm prologue, and the upsampler's
+//   nearest ×2 is conv2d's upsample2x: neither normalised nor upsampled activation is ever materialised (at 1024²
+//   they were 0.5-1 GiB each, the decode's memory peak).
 // - Mid-block attention is single-head over all H·W pixels with head dim C: GroupNorm, [B, C, HW] → [B, HW, C],
 //   q/k/v Linear (with bias), flashAttention with one head of width C, to_out Linear, back to NCHW, + x.
 // - The latent (de)normalisation is per channel of the 4·latent patchified channels, which is the innermost axis of
@@ -30,8 +33,7 @@ import { conv2d } from "../../kernels/conv2d.ts";
 import { add, mul, scale } from "../../kernels/elementwise.ts";
 import { concat, packLatents, patchify2x2, slice, transpose, unpackLatents, unpatchify2x2 } from "../../kernels/layout.ts";
 import { matmul } from "../../kernels/matmul.ts";
-import { groupNorm } from "../../kernels/norm.ts";
-import { upsampleNearest2x } from "../../kernels/resample.ts";
+import { groupNorm, groupNormStats } from "../../kernels/norm.ts";
 import type { Weights } from "../weights.ts";
 import { reshaped, positiveInt } from "../util.ts";
 
@@ -439,8 +441,7 @@ export class Flux2Vae {
       emit(`dec_up_block_${i}`, x);
       if (trim) this.dev.trimPool();
     }
-    step(groupNorm(x, this.groups, d.normOut.w, d.normOut.b, { eps: GN_EPS, silu: true }));
-    step(conv2d(x, d.convOut.w, d.convOut.b, { padding: 1 }));
+    step(this.normConv(x, d.normOut, d.convOut));
     emit("dec_conv_out", x);
     return x;
   }
@@ -462,10 +463,7 @@ export class Flux2Vae {
       x = y;
     };
     for (const r of blk.resnets) step(this.resnet(r, x));
-    if (blk.upsample) {
-      step(upsampleNearest2x(x));
-      step(conv2d(x, blk.upsample.w, blk.upsample.b, { padding: 1 }));
-    }
+    if (blk.upsample) step(conv2d(x, blk.upsample.w, blk.upsample.b, { padding: 1, upsample2x: true }));
     return x;
   }
 
@@ -503,8 +501,7 @@ export class Flux2Vae {
     }
     step(this.midBlock(e.mid, x));
     emit("enc_mid_block", x);
-    step(groupNorm(x, this.groups, e.normOut.w, e.normOut.b, { eps: GN_EPS, silu: true }));
-    step(conv2d(x, e.convOut.w, e.convOut.b, { padding: 1 }));
+    step(this.normConv(x, e.normOut, e.convOut));
     emit("enc_conv_out", x);
     if (e.quant) step(conv2d(x, e.quant.w, e.quant.b));
     emit("enc_moments", x);
@@ -535,16 +532,20 @@ export class Flux2Vae {
   // ---- blocks -------------------------------------------------------------------------------------------------
 
   private resnet(r: Resnet, x: Tensor): Tensor {
-    const g = this.groups;
-    const n1 = groupNorm(x, g, r.norm1.w, r.norm1.b, { eps: GN_EPS, silu: true });
-    const h1 = conv2d(n1, r.conv1.w, r.conv1.b, { padding: 1 });
-    n1.dispose();
-    const n2 = groupNorm(h1, g, r.norm2.w, r.norm2.b, { eps: GN_EPS, silu: true });
-    h1.dispose();
+    const h1 = this.normConv(x, r.norm1, r.conv1);
     const shortcut = r.shortcut ? conv2d(x, r.shortcut.w, r.shortcut.b) : x;
-    const out = conv2d(n2, r.conv2.w, r.conv2.b, { padding: 1, residual: shortcut });
-    n2.dispose();
+    const out = this.normConv(h1, r.norm2, r.conv2, shortcut);
+    h1.dispose();
     if (shortcut !== x) shortcut.dispose();
+    return out;
+  }
+
+  /** conv3×3(SiLU(GroupNorm(x))) (+ residual), normalising x while the convolution loads it. */
+  private normConv(x: Tensor, n: Norm, c: Layer, residual?: Tensor): Tensor {
+    const stats = groupNormStats(x, this.groups, { eps: GN_EPS });
+    const inputNorm = { stats, groups: this.groups, weight: n.w, bias: n.b, silu: true };
+    const out = conv2d(x, c.w, c.b, { padding: 1, residual, inputNorm });
+    stats.dispose();
     return out;
   }
 
