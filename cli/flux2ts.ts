@@ -13,6 +13,7 @@ const commands: Record<string, () => Promise<{ help: string; run(args: string[])
   generate: () => import("./generate.ts"),
   download: () => import("./download.ts"),
   plan: () => import("./plan.ts"),
+  serve: () => import("./serve.ts"),
 };
 
 const usage = `flux2ts <command> [options]
@@ -26,6 +27,7 @@ commands:
   generate --prompt TEXT       text to image, optionally searching the initial noise (--search ses)
   download <model>             fetch a model from ModelScope (or Hugging Face) into the local cache
   plan                         memory plan and measured peak of the real FLUX.2-klein-4B at 1024²
+  serve                        the browser app on 127.0.0.1 (generation runs in the page's WebGPU)
 
 Run "flux2ts <command> --help" for a command's options.`;
 

@@ -2,6 +2,11 @@
 // WebGPU: `navigator.gpu` (Deno, browsers) or Dawn's node bindings (npm `webgpu`, Bun and Node).
 // Files: the node:fs API (Bun, Deno and Node all have it) or `fetch` with Range requests in a browser.
 // Everything above core/ reads files only through `openFile` and gets its GPU only through `gpu()`.
+// Browser cache: after `enableOpfsCache()`, URL sources keep what they read in the Origin Private File System in
+// fixed-size blocks (block i of a file = bytes [i·B, (i+1)·B)), so a reload reads weights from disk, not the network.
+// Blocks are keyed by a hash of the absolute URL, the size and the server's validator (ETag or Last-Modified), so a
+// changed file never serves stale bytes; a block file appears only once completely written (createWritable commits
+// on close), and only the blocks a model actually reads are fetched and kept.
 
 const DAWN_KEY = Symbol.for("flux2ts.dawn");
 type Global = typeof globalThis & { [DAWN_KEY]?: GPU; Deno?: unknown; Bun?: unknown; process?: { versions?: { node?: string } } };
@@ -40,7 +45,8 @@ export function nodeFs(): Promise<Fs> {
 }
 
 export function openFile(path: string): FileSource {
-  return isUrl(path) ? urlSource(path) : fsSource(path);
+  if (!isUrl(path)) return fsSource(path);
+  return opfs && !/^(blob|data):/.test(path) ? opfsSource(path, opfs) : urlSource(path);
 }
 
 function fsSource(path: string): FileSource {
@@ -69,24 +75,150 @@ function fsSource(path: string): FileSource {
   };
 }
 
-function urlSource(url: string): FileSource {
-  let size: number | undefined;
-  return {
+interface UrlHead {
+  size: number;
+  /** ETag or Last-Modified, "" when the server sends neither. */
+  validator: string;
+}
+
+function urlSource(url: string): FileSource & { head(): Promise<UrlHead> } {
+  let head: Promise<UrlHead> | undefined;
+  const src = {
     name: url,
-    async size() {
-      if (size !== undefined) return size;
-      const r = await fetch(url, { method: "HEAD" });
-      if (!r.ok) throw new Error(`${url}: HTTP ${r.status}`);
-      size = Number(r.headers.get("content-length"));
-      return size;
+    head() {
+      return (head ??= fetch(url, { method: "HEAD" }).then((r) => {
+        if (!r.ok) {
+          head = undefined; // a later call may succeed (file appeared, server restarted)
+          throw new Error(`${url}: HTTP ${r.status}`);
+        }
+        return { size: Number(r.headers.get("content-length")), validator: r.headers.get("etag") ?? r.headers.get("last-modified") ?? "" };
+      }));
     },
-    async read(offset, length) {
+    async size() {
+      return (await src.head()).size;
+    },
+    async read(offset: number, length: number) {
       const r = await fetch(url, { headers: { Range: `bytes=${offset}-${offset + length - 1}` } });
       if (!r.ok) throw new Error(`${url}: HTTP ${r.status}`);
       const buf = new Uint8Array(await r.arrayBuffer());
       // A server that ignores Range answers 200 with the whole file.
       const out = r.status === 206 ? buf : buf.subarray(offset, offset + length);
       if (out.length !== length) throw new Error(`${url}: short read at byte ${offset}`);
+      return out;
+    },
+  };
+  return src;
+}
+
+// ---- Origin Private File System block cache (browsers) ----------------------------------------------------------
+
+const OPFS_DIR = "flux2ts-files";
+let opfs: { dir: FileSystemDirectoryHandle; blockBytes: number } | null = null;
+/** Blocks served from the OPFS cache and blocks fetched over the network since the cache was enabled. */
+export const opfsStats = { cachedBlocks: 0, fetchedBlocks: 0, fetchedBytes: 0 };
+
+async function opfsRoot(): Promise<FileSystemDirectoryHandle | null> {
+  const storage = (globalThis as { navigator?: { storage?: StorageManager } }).navigator?.storage;
+  if (runtime !== "browser" || !storage?.getDirectory) return null;
+  try {
+    return await storage.getDirectory();
+  } catch {
+    return null; // e.g. a private window without OPFS
+  }
+}
+
+/**
+ * Browsers: from now on, URL sources opened by `openFile` keep the blocks they read in the Origin Private File
+ * System and read them from there when present. Returns false (and changes nothing) where OPFS is unavailable.
+ */
+export async function enableOpfsCache(opts: { blockBytes?: number } = {}): Promise<boolean> {
+  const root = await opfsRoot();
+  if (!root) return false;
+  opfs = { dir: await root.getDirectoryHandle(OPFS_DIR, { create: true }), blockBytes: opts.blockBytes ?? 8 << 20 };
+  return true;
+}
+
+export function disableOpfsCache(): void {
+  opfs = null;
+}
+
+/** Deletes every cached block. */
+export async function clearOpfsCache(): Promise<void> {
+  const root = await opfsRoot();
+  await root?.removeEntry(OPFS_DIR, { recursive: true }).catch(() => {});
+  if (opfs && root) opfs.dir = await root.getDirectoryHandle(OPFS_DIR, { create: true });
+}
+
+/** Bytes the OPFS cache holds. */
+export async function opfsCacheBytes(): Promise<number> {
+  const root = await opfsRoot();
+  if (!root) return 0;
+  let total = 0;
+  const dir = await root.getDirectoryHandle(OPFS_DIR, { create: true });
+  for await (const h of (dir as unknown as { values(): AsyncIterable<FileSystemHandle> }).values()) {
+    if (h.kind === "file") total += (await (h as FileSystemFileHandle).getFile()).size;
+  }
+  return total;
+}
+
+async function sha256Hex(text: string): Promise<string> {
+  const d = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text)));
+  return Array.from(d.subarray(0, 16), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+function opfsSource(url: string, cache: { dir: FileSystemDirectoryHandle; blockBytes: number }): FileSource {
+  const net = urlSource(url);
+  const B = cache.blockBytes;
+  let key: Promise<string> | undefined;
+  const inflight = new Map<number, Promise<Blob | Uint8Array>>();
+  const blockKey = () =>
+    (key ??= net.head().then((h) => sha256Hex(`${new URL(url, (globalThis as { location?: { href: string } }).location?.href).href}\n${h.size}\n${h.validator}`)));
+
+  // Block b as the OPFS file when it holds the complete block, else fetched whole and stored. Concurrent reads of
+  // one block share one lookup.
+  function block(b: number): Promise<Blob | Uint8Array> {
+    let p = inflight.get(b);
+    if (!p) {
+      p = lookup(b).finally(() => inflight.delete(b));
+      inflight.set(b, p);
+    }
+    return p;
+  }
+  async function lookup(b: number): Promise<Blob | Uint8Array> {
+    const name = `${await blockKey()}.${b}`;
+    const want = Math.min(B, (await net.size()) - b * B);
+    const file = await cache.dir.getFileHandle(name).then((h) => h.getFile(), () => null);
+    if (file && file.size === want) {
+      opfsStats.cachedBlocks++;
+      return file;
+    }
+    const data = await net.read(b * B, want);
+    opfsStats.fetchedBlocks++;
+    opfsStats.fetchedBytes += data.length;
+    try {
+      const w = await (await cache.dir.getFileHandle(name, { create: true })).createWritable();
+      await w.write(data as Uint8Array<ArrayBuffer>);
+      await w.close();
+    } catch {
+      // Quota exceeded or OPFS unavailable: the bytes are still good, only not kept.
+    }
+    return data;
+  }
+
+  return {
+    name: url,
+    size: () => net.size(),
+    async read(offset, length) {
+      if (offset + length > (await net.size())) throw new Error(`${url}: read of ${length} bytes at ${offset} is past the end`);
+      const out = new Uint8Array(length);
+      const parts: Promise<void>[] = [];
+      for (let b = Math.floor(offset / B); b * B < offset + length; b++) {
+        const from = Math.max(offset, b * B) - b * B, to = Math.min(offset + length, (b + 1) * B) - b * B;
+        parts.push(
+          block(b).then(async (d) => out.set(d instanceof Uint8Array ? d.subarray(from, to) : new Uint8Array(await d.slice(from, to).arrayBuffer()), b * B + from - offset)),
+        );
+      }
+      await Promise.all(parts);
       return out;
     },
   };

@@ -11,8 +11,9 @@
 // Padding stays zero (applied after both, as in the unfused graph). Only the norm is a pipeline boolean (it binds
 // the table); the shift and SiLU are uniforms, so the plain and upsampling convolutions share one pipeline.
 // Sizes, kernel shape, stride and padding are uniforms, so one pipeline serves every convolution with the same
-// tile shape and dtypes (lavapipe spends seconds compiling each). Two tile shapes: 128×128 with 8×8 per thread
-// for real channel counts, and 256×4 for Cout ≤ 4 (the VAE's conv_out), where a wide tile would be mostly padding.
+// tile shape and dtypes (lavapipe spends seconds compiling each). One tile shape, 128×128 with 8×8 per thread, also
+// for Cout ≤ 4 (the VAE's conv_out): a 256×4 tile saved that layer's padded FMAs (~1% of a 1024² decode), but
+// SwiftShader's compiler (Chromium without a GPU) crashed the GPU process on it, so the variant went.
 import { type DType, flatIndex, grid1d, params, Tensor, wgslArrayType, wgslLoad } from "../core/index.ts";
 import { expectDType, expectRank, expectSameDevice, expectShape } from "./check.ts";
 import { activationWgsl } from "./elementwise.ts";
@@ -26,8 +27,7 @@ interface TileShape {
   bk: number;
 }
 
-const WIDE: TileShape = { wgm: 16, wgn: 16, tm: 8, tn: 8, bk: 16 };
-const NARROW: TileShape = { wgm: 64, wgn: 1, tm: 4, tn: 4, bk: 8 };
+const TILE: TileShape = { wgm: 16, wgn: 16, tm: 8, tn: 8, bk: 16 };
 
 export type Padding = number | readonly [top: number, bottom: number, left: number, right: number];
 
@@ -297,19 +297,18 @@ export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor | null, opts: Co
     return out;
   }
   if (tab) ts.push(tab);
-  const shape = N <= 4 ? NARROW : WIDE;
-  const BM = shape.wgm * shape.tm, BN = shape.wgn * shape.tn;
+  const BM = TILE.wgm * TILE.tm, BN = TILE.wgn * TILE.tn;
   const tilesN = Math.ceil(N / BN), tiles = Math.ceil(M / BM) * tilesN;
   const uni = params()
-    .u32(M).u32(N).u32(K).u32(Math.ceil(K / shape.bk))
+    .u32(M).u32(N).u32(K).u32(Math.ceil(K / TILE.bk))
     .u32(H).u32(W).u32(Hx * Wx).u32(Cin * Hx * Wx)
     .u32(Wo).u32(Ho * Wo).u32(sy).u32(sx)
     .i32(pt).i32(pl).u32(kw).u32(kh * kw)
     .u32(tilesN).u32(tiles).u32(Wx).u32(Cin).u32(up - 1).u32(norm?.silu ? 1 : 0)
     .bytes();
-  const key = `${shape === NARROW}:${weight.dtype}:${bias?.dtype}:${!!opts.residual}:${!!norm}`;
+  const key = `${weight.dtype}:${bias?.dtype}:${!!opts.residual}:${!!norm}`;
   let wgsl = sources.get(key);
-  if (!wgsl) sources.set(key, (wgsl = conv2dWgsl(shape, weight.dtype, bias?.dtype ?? null, !!opts.residual, !!norm)));
+  if (!wgsl) sources.set(key, (wgsl = conv2dWgsl(TILE, weight.dtype, bias?.dtype ?? null, !!opts.residual, !!norm)));
   dev.run(dev.pipeline(wgsl), [out.binding(), ...ts.map((t) => t.binding())], grid1d(tiles, 1), uni);
   tab?.dispose();
   return out;
