@@ -1,7 +1,9 @@
 // Kernel benchmark: per kernel and size, the time per call, GFLOP/s (compute-bound ops) or GB/s (memory-bound
 // ops), next to baselines measured in the same process: the adapter's own FMA-only peak (`fma_peak`), a CPU matmul
 // (numpy/OpenBLAS when python3-numpy is installed, else a blocked JS loop) and the device-to-device copy rate.
-// Correctness lives in tests/kernels; this file only measures. `bun run bench` writes bench/results.json.
+// Matmul runs once per kernel the device can run (its default first; `profile` names the kernel), so kernel choices
+// compare within one run. Correctness lives in tests/kernels; this file only measures. `bun run bench` writes
+// bench/results.json.
 import { Device, params, Tensor } from "../core/index.ts";
 import * as K from "../kernels/index.ts";
 
@@ -14,6 +16,8 @@ export interface BenchRow {
   gbps?: number;
   /** matmul: GFLOP/s as a fraction of this run's fma_peak. */
   ofFmaPeak?: number;
+  /** matmul: the kernel that ran ("tiled" or "subgroup"); the device's default comes first per dtype. */
+  profile?: string;
   /** dispatch_overhead: host µs per launch, and µs per launch including the adapter's execution. */
   us?: number;
   totalUs?: number;
@@ -128,11 +132,16 @@ export async function runBench(dev: Device, opts: { quick?: boolean; log?: (s: s
     rows.push(r);
     const rate = r.gflops !== undefined ? `${r.gflops.toFixed(2)} GFLOP/s` : `${r.gbps!.toFixed(2)} GB/s`;
     const base = r.baseline ? `  (${r.baseline.name}: ${(r.baseline.gflops ?? r.baseline.gbps)!.toFixed(2)}${r.baseline.gflops !== undefined ? " GFLOP/s" : " GB/s"})` : "";
-    log(`${r.kernel.padEnd(16)} ${`[${r.shape.join("x")}]`.padEnd(22)} ${r.dtype.padEnd(5)} ${r.ms.toFixed(3).padStart(10)} ms  ${rate}${base}`);
+    log(`${(r.profile ? `${r.kernel}:${r.profile}` : r.kernel).padEnd(16)} ${`[${r.shape.join("x")}]`.padEnd(22)} ${r.dtype.padEnd(5)} ${r.ms.toFixed(3).padStart(10)} ms  ${rate}${base}`);
   };
   const peak = await fmaPeak(dev);
   rows.push({ kernel: "fma_peak", shape: [], dtype: "f32", ms: 0, gflops: peak, baseline: { name: dev.describe(), gflops: peak } });
-  log(`adapter: ${dev.describe()}${dev.isCpu ? " (CPU adapter)" : ""}\nfma_peak: ${peak.toFixed(2)} GFLOP/s\nmatmul tiles: ${JSON.stringify(K.matmulTiles(dev))}`);
+  // The device's matmul kernel first, then any other it can run, all measured against this run's fma_peak.
+  const kernels = [K.matmulKernel(dev), ...K.matmulKernels(dev).filter((k) => k !== K.matmulKernel(dev))];
+  log(
+    `adapter: ${dev.describe()}${dev.isCpu ? " (CPU adapter)" : ""}\nfma_peak: ${peak.toFixed(2)} GFLOP/s\n` +
+      `matmul kernel: ${kernels[0]} (also measured: ${kernels.slice(1).join(", ") || "none"}); tiled tiles ${JSON.stringify(K.matmulTiles(dev))}`,
+  );
   const disp = await dispatchOverhead(dev);
   rows.push({ kernel: "dispatch_overhead", shape: [64], dtype: "f32", ms: disp.hostUs / 1e3, us: disp.hostUs, totalUs: disp.totalUs });
   log(`dispatch_overhead: ${disp.hostUs.toFixed(1)} µs/dispatch on the host (${disp.totalUs.toFixed(1)} µs with the adapter's execution)`);
@@ -144,10 +153,12 @@ export async function runBench(dev: Device, opts: { quick?: boolean; log?: (s: s
     for (const dtype of ["f32", "bf16"] as const) {
       const a = Tensor.randn(dev, [n, n], { seed: 1 });
       const w = Tensor.fromArray(dev, new Float32Array(n * n).map(() => Math.random() - 0.5), [n, n], dtype);
-      const ms = await timeKernel(dev, () => K.matmul(a, w, { transposeB: true }));
-      const gflops = (2 * n ** 3) / (ms * 1e6);
-      push({ kernel: "matmul", shape: [n, n, n], dtype, ms, gflops, ofFmaPeak: gflops / peak, baseline: cpu });
-      log(`  matmul ${dtype}: ${((gflops / peak) * 100).toFixed(1)}% of fma_peak, ${(gflops / cpu.gflops).toFixed(2)}x ${cpu.name}`);
+      for (const kernel of kernels) {
+        const ms = await timeKernel(dev, () => K.matmul(a, w, { transposeB: true, kernel }));
+        const gflops = (2 * n ** 3) / (ms * 1e6);
+        push({ kernel: "matmul", shape: [n, n, n], dtype, ms, gflops, ofFmaPeak: gflops / peak, profile: kernel, baseline: cpu });
+        log(`  matmul ${dtype} (${kernel}): ${((gflops / peak) * 100).toFixed(1)}% of fma_peak, ${(gflops / cpu.gflops).toFixed(2)}x ${cpu.name}`);
+      }
     }
     const [L, H, D] = opts.quick ? [256, 4, 128] : [1024, 4, 128];
     const q = Tensor.randn(dev, [1, L, H, D], { seed: 2 });

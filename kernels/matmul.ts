@@ -1,10 +1,19 @@
 // Matrix products y = a·bᵀ (weights, PyTorch Linear layout) or y = a·b, f32 activations a [..., M, K] times
 // f32/f16/bf16 b, with a fused epilogue. Design:
-// - Tiled kernel: a workgroup owns a BM×BN output tile. Per BK step it stages an A tile and a B tile in workgroup
-//   memory, both k-major as vec4 (4 rows / 4 columns per element), and every thread accumulates a TM×TN block in
-//   registers as outer products of vec4 reads. Tile sizes are per device (`matmulTiles`) and injected as constants;
-//   tile loads and the TM×TN block are unrolled in the text, the k loop is left to the driver. The epilogue goes out
-//   through workgroup memory one accumulator row at a time, so stores are coalesced.
+// - Tiled kernel (GPUs): a workgroup owns a BM×BN output tile. Per BK step it stages an A tile and a B tile in
+//   workgroup memory, both k-major as vec4 (4 rows / 4 columns per element), and every thread accumulates a TM×TN
+//   block in registers as outer products of vec4 reads. Tile sizes are per device (`matmulTiles`) and injected as
+//   constants; tile loads and the TM×TN block are unrolled in the text, the k loop is left to the driver. The
+//   epilogue goes out through workgroup memory one accumulator row at a time, so stores are coalesced.
+// - Subgroup kernel (CPU adapters, `subgroups` with one fixed subgroup size S): one workgroup = one subgroup, no
+//   workgroup memory, no barriers. Per K chunk of S, lane l loads a[row, k0 + l] for each of SG_ROWS rows (contiguous
+//   across lanes) and the b values of its own 4·SG_GROUPS columns; every a value reaches all lanes through
+//   `subgroupBroadcast`, so each lane does SG_ROWS·4 FMAs per loaded b vec4 and every FMA reads registers. On
+//   llvmpipe each lane is a SIMD lane: a per-lane memory load costs ~15 instructions (a bounds-checked scalar
+//   load per lane), a broadcast ~3 and an FMA 2, so this kernel is built to load few values per FMA; the tiled
+//   one spends most of its time on per-lane workgroup-memory loads there. K, M and N edges: loads are clamped or
+//   zeroed, stores bounds-checked.
+// - Which of the two a device uses is its profile (`matmulKernel`, `setMatmulKernel`); a call may force one.
 // - Small-M kernel (up to GEMV_MAX_ROWS rows, unbatched transposed b): 32 threads per output column stride over K
 //   with coalesced reads of the weight row, for GEMV_ROWS rows at once; partial sums meet in workgroup memory. Up to
 //   8 rows the weights are read once; beyond, each 8 rows re-read them, which still beats a 128-row tile that is
@@ -46,7 +55,12 @@ export interface MatmulOptions {
   gate?: Tensor;
   /** Overrides the device's tile sizes (benchmarks, tests). */
   tiles?: MatmulTiles;
+  /** Overrides the device's kernel for products the small-M kernel does not take (benchmarks, tests). */
+  kernel?: MatmulKernel;
 }
+
+/** The kernel for products the small-M kernel does not take: see the header. */
+export type MatmulKernel = "tiled" | "subgroup";
 
 const GEMV_ROWS = 8; // rows per small-M workgroup
 const GEMV_MAX_ROWS = 32; // the most rows that take the small-M kernel
@@ -58,6 +72,42 @@ const GEMV_WG = 256;
 // one's 1.2 s, so every device starts here; a benchmark sweep can pick others per device with `setMatmulTiles`.
 const DEFAULT_TILES: MatmulTiles = { BM: 128, BN: 128, BK: 16, TM: 8, TN: 8 };
 const deviceTiles = new WeakMap<Device, MatmulTiles>();
+
+// Subgroup kernel block: SG_ROWS rows × 4·SG_GROUPS columns per lane. On llvmpipe (AVX2, S = 8), 1024³ f32 in % of
+// fma_peak (loaded 2-core machine, medians): 16×4 ~16-19, 32×4 ~18, 24×8 ~21, 32×8 ~24-27, 48×8 ~same but compiles in
+// 8-11 s. Bigger blocks load fewer values per FMA; 32×8 compiles in 2.5-5 s.
+const SG_ROWS = 32;
+const SG_GROUPS = 2;
+const deviceKernel = new WeakMap<Device, MatmulKernel>();
+
+/** The subgroup size the subgroup kernel can rely on (the adapter reports one fixed size, a multiple of 4), or 0. */
+function subgroupSize(dev: Device): number {
+  const info = dev.adapterInfo as GPUAdapterInfo & { subgroupMinSize?: number; subgroupMaxSize?: number };
+  const s = info.subgroupMinSize ?? 0;
+  return dev.features.has("subgroups") && s === info.subgroupMaxSize && s % 4 === 0 && s <= 64 ? s : 0;
+}
+
+/** The kernel matmul uses on this device: the subgroup kernel on CPU adapters that support it, else the tiled one. */
+export function matmulKernel(dev: Device): MatmulKernel {
+  return deviceKernel.get(dev) ?? (dev.isCpu && subgroupSize(dev) ? "subgroup" : "tiled");
+}
+
+/** The kernels this device can run. */
+export function matmulKernels(dev: Device): MatmulKernel[] {
+  return subgroupSize(dev) ? ["tiled", "subgroup"] : ["tiled"];
+}
+
+/** Sets this device's kernel (the subgroup kernel needs `subgroups` with one fixed subgroup size). */
+export function setMatmulKernel(dev: Device, kernel: MatmulKernel): void {
+  expectKernel(dev, kernel);
+  deviceKernel.set(dev, kernel);
+}
+
+function expectKernel(dev: Device, kernel: MatmulKernel): void {
+  if (kernel === "subgroup" && !subgroupSize(dev)) {
+    throw new Error("matmul: the subgroup kernel needs the subgroups feature with one fixed subgroup size (a multiple of 4)");
+  }
+}
 
 /** The tile sizes matmul uses on this device unless a call overrides them. */
 export function matmulTiles(dev: Device): MatmulTiles {
@@ -97,8 +147,9 @@ interface Variant {
   residual: boolean;
 }
 
-/** Uniforms, bindings, load helpers and the epilogue `store(row, n, acc)` shared by both kernels. */
-function common(v: Variant): string {
+/** Uniforms, bindings, load helpers and the epilogue `store(row, n, acc)` shared by the kernels (`scalarA`: a as f32). */
+function common(v: Variant, scalarA = false): string {
+  const aVec = v.vec && !scalarA;
   const extra: string[] = [];
   if (v.bias) extra.push(`var<storage, read> bias: array<${wgslArrayType(v.bias)}>;`);
   if (v.gate) extra.push("var<storage, read> gate: array<f32>;");
@@ -120,14 +171,11 @@ function common(v: Variant): string {
 struct P { M: u32, N: u32, K: u32, ldo: u32, nOff: u32, bStride: u32, gateRows: u32 }
 @group(0) @binding(0) var<uniform> u: P;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
-@group(0) @binding(2) var<storage, read> A: array<${v.vec ? "vec4f" : "f32"}>;
+@group(0) @binding(2) var<storage, read> A: array<${aVec ? "vec4f" : "f32"}>;
 @group(0) @binding(3) var<storage, read> B: array<${bType}>;
 ${extra.map((d, i) => `@group(0) @binding(${i + 4}) ${d}`).join("\n")}
-${
-  v.vec
-    ? `fn ldA(i: u32, left: u32) -> vec4f { return A[i >> 2u]; }\nfn ldB(i: u32, left: u32) -> vec4f {\n  ${vecB[v.dtype]}\n}`
-    : `${wgslLoad("A", "A", "f32")}\n${scalar("A")}\n${wgslLoad("B", "B", v.dtype)}\n${scalar("B")}`
-}
+${aVec ? "fn ldA(i: u32, left: u32) -> vec4f { return A[i >> 2u]; }" : `${wgslLoad("A", "A", "f32")}\n${scalar("A")}`}
+${v.vec ? `fn ldB(i: u32, left: u32) -> vec4f {\n  ${vecB[v.dtype]}\n}` : `${wgslLoad("B", "B", v.dtype)}\n${scalar("B")}`}
 ${v.bias ? wgslLoad("bias", "bias", v.bias) : ""}
 ${v.act ? activationWgsl(v.act, "act") : ""}
 fn store(row: u32, n: u32, acc: f32) {
@@ -231,6 +279,76 @@ ${cases.join("\n")}
 }`;
 }
 
+function subgroupWgsl(v: Variant, S: number): string {
+  const R = SG_ROWS, G = SG_GROUPS;
+  const L: string[] = [];
+  // Lane l's a element of row r in this chunk: a[m0 + r, k0 + l] (rows past M repeat the last; k past K reads 0).
+  for (let r = 0; r < R; r++) L.push(`let a${r} = select(0.0, A[aRow${r} + kA], inK);`);
+  // b${g}_${kk}: vec4 of lane l's 4 columns in group g (n = n0 + 4(l + S·g) + j) at k = k0 + kk; zero past K.
+  for (let g = 0; g < G; g++) {
+    if (v.transposeB) {
+      // b [N, K]: 4 rows of b × S/4 vec4 along k, transposed in registers.
+      for (let h = 0; h < S / 4; h++) {
+        const k = `k0 + ${4 * h}u`;
+        for (let j = 0; j < 4; j++) {
+          L.push(`let w${g}_${j}_${h} = select(vec4f(0.0), ldB(bCol${g}_${j} + ${k}, u.K - (${k})), ${k} < u.K);`);
+        }
+        for (let e = 0; e < 4; e++) {
+          L.push(`let b${g}_${4 * h + e} = vec4f(${[0, 1, 2, 3].map((j) => `w${g}_${j}_${h}[${e}]`).join(", ")});`);
+        }
+      }
+    } else {
+      // b [K, N]: one vec4 along n per k.
+      for (let kk = 0; kk < S; kk++) {
+        L.push(`let b${g}_${kk} = select(vec4f(0.0), ldB(bBase + min(k0 + ${kk}u, u.K - 1u) * u.N + bCol${g}, u.N - bCol${g}), k0 + ${kk}u < u.K);`);
+      }
+    }
+  }
+  // Each accumulator is written once per chunk (llvmpipe blends every write to a loop variable with the lane mask).
+  for (let r = 0; r < R; r++) {
+    for (let kk = 0; kk < S; kk++) L.push(`let s${r}_${kk} = vec4f(subgroupBroadcast(a${r}, ${kk}u));`);
+    for (let g = 0; g < G; g++) {
+      let e = `acc[${r * G + g}]`;
+      for (let kk = 0; kk < S; kk++) e = `fma(s${r}_${kk}, b${g}_${kk}, ${e})`;
+      L.push(`acc[${r * G + g}] = ${e};`);
+    }
+  }
+  const cols: string[] = [];
+  for (let g = 0; g < G; g++) {
+    // Column indices clamped into b (past N they repeat the last columns; stores skip them). Vec loads along n
+    // need a 4-aligned start: N % 4 == 0 there, so (N - 1) & ~3 is the last quad.
+    cols.push(`let nq${g} = n0 + ${4 * S * g}u + 4u * lane;`);
+    if (v.transposeB) {
+      for (let j = 0; j < 4; j++) cols.push(`let bCol${g}_${j} = bBase + min(nq${g} + ${j}u, u.N - 1u) * u.K;`);
+    } else cols.push(`let bCol${g} = min(nq${g}, (u.N - 1u) & ~3u);`);
+  }
+  return `enable subgroups;
+${common(v, true)}
+@compute @workgroup_size(${S})
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lane: u32) {
+  let m0 = wg.y * ${R}u;
+  let n0 = wg.x * ${4 * S * G}u;
+  let rowBase = wg.z * u.M;
+  let bBase = wg.z * u.bStride;
+  ${Array.from({ length: R }, (_, r) => `let aRow${r} = (rowBase + min(m0 + ${r}u, u.M - 1u)) * u.K;`).join("\n  ")}
+  ${cols.join("\n  ")}
+  var acc: array<vec4f, ${R * G}>;
+  for (var k0 = 0u; k0 < u.K; k0 += ${S}u) {
+    let inK = k0 + lane < u.K;
+    let kA = min(k0 + lane, u.K - 1u);
+    ${L.join("\n    ")}
+  }
+  for (var i = 0u; i < ${R * G}u; i++) {
+    let m = m0 + i / ${G}u;
+    let n = n0 + 4u * (lane + ${S}u * (i % ${G}u));
+    let y = acc[i];
+    for (var j = 0u; j < 4u; j++) {
+      if (m < u.M && n + j < u.N) { store(rowBase + m, n + j, y[j]); }
+    }
+  }
+}`;
+}
+
 function gemvWgsl(v: Variant): string {
   const R = GEMV_ROWS, W = GEMV_WG, C = W / GEMV_LANES, P = W + C; // P: padded row of `part` (no bank conflicts)
   const rows = (f: (r: number) => string) => Array.from({ length: R }, (_, r) => f(r)).join("\n");
@@ -265,11 +383,13 @@ ${rows((r) => `  part[${r * P}u + lid] = s${r};`)}
 
 const texts = new Map<string, string>();
 
-function shaderText(v: Variant, tiles: MatmulTiles | null, threads: number): string {
-  const key = JSON.stringify([v, tiles]);
+type Plan = { kind: "gemv" } | { kind: "tiled"; tiles: MatmulTiles; threads: number } | { kind: "subgroup"; size: number };
+
+function shaderText(v: Variant, plan: Plan): string {
+  const key = JSON.stringify([v, plan]);
   let s = texts.get(key);
   if (!s) {
-    s = tiles ? tiledWgsl(v, tiles, threads) : gemvWgsl(v);
+    s = plan.kind === "tiled" ? tiledWgsl(v, plan.tiles, plan.threads) : plan.kind === "subgroup" ? subgroupWgsl(v, plan.size) : gemvWgsl(v);
     texts.set(key, s);
   }
   return s;
@@ -346,9 +466,15 @@ function product(a: Tensor, parts: readonly Tensor[], bShape: readonly number[],
   // Unbatched b: every batch of a is just more rows.
   const [Z, rows] = shared ? [1, Ba * M] : [Ba, M];
   const vec = K > 0 && K % 4 === 0 && (tb || N % 4 === 0);
-  const gemv = tb && shared && rows <= GEMV_MAX_ROWS;
+  const kernel = opts.kernel ?? matmulKernel(dev);
+  expectKernel(dev, kernel);
   const tiles = opts.tiles ?? matmulTiles(dev);
-  const threads = gemv ? GEMV_WG : checkTiles(tiles, dev);
+  const plan: Plan =
+    tb && shared && rows <= GEMV_MAX_ROWS
+      ? { kind: "gemv" }
+      : kernel === "subgroup"
+        ? { kind: "subgroup", size: subgroupSize(dev) }
+        : { kind: "tiled", tiles, threads: checkTiles(tiles, dev) };
   const variant: Variant = {
     dtype: b.dtype,
     transposeB: tb,
@@ -358,15 +484,18 @@ function product(a: Tensor, parts: readonly Tensor[], bShape: readonly number[],
     gate: !!gate,
     residual: !!residual,
   };
-  const pipeline = dev.pipeline(shaderText(variant, gemv ? null : tiles, threads));
+  const pipeline = dev.pipeline(shaderText(variant, plan));
   const extra = epilogue.map((t) => t.binding());
   let nOff = 0;
   for (const part of parts) {
     const n = tb ? part.shape[part.shape.length - 2] : N;
     const uni = params().u32(rows).u32(n).u32(K).u32(N).u32(nOff).u32(shared ? 0 : N * K).u32(Math.max(1, M)).bytes();
-    const grid: [number, number, number] = gemv
-      ? [Math.ceil(n / (GEMV_WG / GEMV_LANES)), Math.ceil(rows / GEMV_ROWS), 1]
-      : [Math.ceil(n / tiles.BN), Math.ceil(rows / tiles.BM), Z];
+    const grid: [number, number, number] =
+      plan.kind === "gemv"
+        ? [Math.ceil(n / (GEMV_WG / GEMV_LANES)), Math.ceil(rows / GEMV_ROWS), 1]
+        : plan.kind === "subgroup"
+          ? [Math.ceil(n / (4 * plan.size * SG_GROUPS)), Math.ceil(rows / SG_ROWS), Z]
+          : [Math.ceil(n / tiles.BN), Math.ceil(rows / tiles.BM), Z];
     dev.run(pipeline, [out.binding(), a.binding(), part.binding(), ...extra], grid, uni);
     nOff += n;
   }

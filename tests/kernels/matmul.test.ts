@@ -1,11 +1,22 @@
 import { describe, expect, test } from "bun:test";
 import { type DType, roundTo, Tensor } from "../../core/index.ts";
-import { type Activation, matmul, matmulChunks, type MatmulTiles, setMatmulTiles } from "../../kernels/matmul.ts";
+import {
+  type Activation,
+  matmul,
+  matmulChunks,
+  type MatmulKernel,
+  matmulKernel,
+  matmulKernels,
+  type MatmulTiles,
+  setMatmulKernel,
+  setMatmulTiles,
+} from "../../kernels/matmul.ts";
 import { matmulRef } from "../../kernels/matmul.ref.ts";
 import { assertClose, rand, testDevice } from "../util.ts";
 
 // Every case compares against the f64 reference on the same (rounded) weights; outputs start as NaN (poisoned pool).
-// Pipelines compile for seconds on lavapipe, so the cases reuse a small set of variants.
+// Pipelines compile for seconds on lavapipe, so the cases reuse a small set of variants. The product cases run on
+// each kernel the device has (tiled; subgroup where `subgroups` has one fixed size), forced per call.
 const TOL = 1e-5;
 
 interface Case {
@@ -23,6 +34,7 @@ interface Case {
   residual?: boolean;
   gate?: boolean;
   tiles?: MatmulTiles;
+  kernel?: MatmulKernel;
 }
 
 let seed = 1;
@@ -45,6 +57,7 @@ async function check(c: Case, label: string): Promise<void> {
     residual: residual && Tensor.fromArray(dev, residual, [...lead, M, N]),
     gate: gate && Tensor.fromArray(dev, gate, [batch, N]),
     tiles: c.tiles,
+    kernel: c.kernel,
   });
   expect(y.shape).toEqual([...lead, M, N]);
   const ref = matmulRef(a, b, M, N, K, { transposeB, batch, bias, act: c.act, residual, gate });
@@ -54,114 +67,147 @@ async function check(c: Case, label: string): Promise<void> {
 
 const report = (label: string) => console.log(`matmul ${label}: max relative error ${worst[label].toExponential(2)}`);
 
+/** Whether this device runs `kernel` (logged once when it does not: its cases then pass vacuously). */
+async function runs(kernel: MatmulKernel): Promise<boolean> {
+  const ok = matmulKernels(await testDevice()).includes(kernel);
+  if (!ok && !skipped.has(kernel)) console.log(`matmul: no ${kernel} kernel on this adapter; its cases are skipped`);
+  skipped.add(kernel);
+  return ok;
+}
+const skipped = new Set<MatmulKernel>();
+
 const ODD: [number, number, number][] = [[1, 1, 1], [1, 70, 40], [2, 3, 1], [9, 1, 5], [16, 5, 1], [33, 65, 17], [127, 31, 259], [130, 129, 64]];
 
+for (const kernel of ["tiled", "subgroup"] as MatmulKernel[]) {
+  describe(`matmul (${kernel} kernel)`, () => {
+    const at = (label: string) => `${kernel} ${label}`;
+    test("f32 b [N, K]: size-1 dims, M = 1 and shapes off the tile grid", async () => {
+      if (!(await runs(kernel))) return;
+      for (const [M, N, K] of ODD) await check({ M, N, K, kernel }, at("bᵀ f32"));
+      report(at("bᵀ f32"));
+    }, 120_000);
+
+    test("f32 b [K, N] (transposeB false)", async () => {
+      if (!(await runs(kernel))) return;
+      for (const [M, N, K] of [...ODD, [1, 64, 32], [64, 48, 40]] as [number, number, number][]) {
+        await check({ M, N, K, transposeB: false, kernel }, at("b f32"));
+      }
+      report(at("b f32"));
+    }, 120_000);
+
+    test("batched a with shared and batched b", async () => {
+      if (!(await runs(kernel))) return;
+      await check({ M: 33, N: 40, K: 20, lead: [3], kernel }, at("batched"));
+      await check({ M: 3, N: 40, K: 12, lead: [2], kernel }, at("batched")); // 6 rows: small-M kernel
+      await check({ M: 9, N: 17, K: 20, lead: [3], bBatched: true, kernel }, at("batched"));
+      await check({ M: 9, N: 17, K: 20, lead: [3], bBatched: true, transposeB: false, kernel }, at("batched"));
+      await check({ M: 9, N: 12, K: 8, lead: [2, 2], bBatched: true, transposeB: false, kernel }, at("batched"));
+      report(at("batched"));
+    }, 120_000);
+
+    test("f16 and bf16 weights (reference on the rounded weights)", async () => {
+      if (!(await runs(kernel))) return;
+      const cases: [DType, Case][] = [
+        ["f16", { M: 33, N: 65, K: 24 }],
+        ["f16", { M: 20, N: 36, K: 16, transposeB: false }],
+        ["f16", { M: 3, N: 7, K: 9 }],
+        ["bf16", { M: 33, N: 65, K: 24 }],
+        ["bf16", { M: 17, N: 9, K: 13 }],
+        ["bf16", { M: 10, N: 7, K: 9, transposeB: false }],
+        ["bf16", { M: 1, N: 40, K: 24 }],
+        ["bf16", { M: 9, N: 17, K: 20, lead: [2], bBatched: true }],
+      ];
+      for (const [dtype, c] of cases) await check({ ...c, dtype, kernel }, at("16-bit"));
+      report(at("16-bit"));
+    }, 120_000);
+
+    test("fused epilogues: y = residual + gate ⊙ act(a·bᵀ + bias)", async () => {
+      if (!(await runs(kernel))) return;
+      await check({ M: 33, N: 40, K: 24, bias: "f32", act: "silu", kernel }, at("epilogue"));
+      await check({ M: 33, N: 40, K: 24, bias: "bf16", act: "gelu", kernel }, at("epilogue"));
+      await check({ M: 33, N: 40, K: 24, bias: "f16", act: "geluTanh", residual: true, kernel }, at("epilogue"));
+      await check({ M: 20, N: 36, K: 16, transposeB: false, act: "quickGelu", residual: true, kernel }, at("epilogue"));
+      await check({ M: 40, N: 36, K: 24, lead: [2], residual: true, gate: true, kernel }, at("epilogue"));
+      await check({ M: 9, N: 36, K: 16, lead: [3], bBatched: true, dtype: "bf16", bias: "f32", act: "silu", residual: true, gate: true, kernel }, at("epilogue"));
+      await check({ M: 10, N: 40, K: 24, lead: [2], bias: "bf16", act: "gelu", residual: true, gate: true, kernel }, at("epilogue")); // small-M, 3 row blocks
+      await check({ M: 1, N: 40, K: 24, residual: true, kernel }, at("epilogue"));
+      report(at("epilogue"));
+    }, 120_000);
+
+    test("one large case: 256×512×384", async () => {
+      if (!(await runs(kernel))) return;
+      await check({ M: 256, N: 512, K: 384, kernel }, at("large"));
+      await check({ M: 256, N: 512, K: 384, dtype: "bf16", kernel }, at("large"));
+      report(at("large"));
+    }, 120_000);
+
+    test("weights in row chunks write their own output columns", async () => {
+      if (!(await runs(kernel))) return;
+      const dev = await testDevice();
+      const K = 24, sizes = [5, 7, 4], N = 16;
+      const w = rand(N * K, 50), bias = rand(N, 51);
+      for (const M of [40, 1]) {
+        const a = rand(M * K, 52 + M), res = rand(M * N, 53 + M);
+        const chunks = sizes.map((n, i) => {
+          const row = sizes.slice(0, i).reduce((x, y) => x + y, 0);
+          return Tensor.fromArray(dev, w.subarray(row * K, (row + n) * K), [n, K]);
+        });
+        const ta = Tensor.fromArray(dev, a, [M, K]);
+        if (M > 1) { // tiled or subgroup kernel
+          const y = matmulChunks(ta, chunks, { bias: Tensor.fromArray(dev, bias, [N]), activation: "silu", kernel });
+          expect(y.shape).toEqual([M, N]);
+          assertClose(await y.toArray(), matmulRef(a, w, M, N, K, { bias, act: "silu" }), TOL, at("chunks"));
+        } else { // small-M kernel
+          const gate = rand(N, 54);
+          const y = matmulChunks(ta, chunks, {
+            bias: Tensor.fromArray(dev, roundTo(bias, "bf16"), [N], "bf16"),
+            activation: "gelu",
+            gate: Tensor.fromArray(dev, gate, [1, N]),
+            residual: Tensor.fromArray(dev, res, [M, N]),
+            kernel,
+          });
+          const ref = matmulRef(a, w, M, N, K, { bias: roundTo(bias, "bf16"), act: "gelu", gate, residual: res });
+          assertClose(await y.toArray(), ref, TOL, at("chunks small-M"));
+        }
+      }
+      // A real chunked tensor: shrink the binding limit while it is allocated (bf16 rows: 20-row chunks).
+      const limit = dev.limits.maxStorageBufferBindingSize;
+      const wb = roundTo(rand(50 * K, 55), "bf16");
+      let tb: Tensor;
+      try {
+        dev.limits.maxStorageBufferBindingSize = 1024;
+        tb = Tensor.fromArray(dev, wb, [50, K], "bf16");
+      } finally {
+        dev.limits.maxStorageBufferBindingSize = limit;
+      }
+      expect(tb.rowChunks().length).toBe(3);
+      const a = rand(20 * K, 56);
+      assertClose(await matmul(Tensor.fromArray(dev, a, [20, K]), tb, { kernel }).toArray(), matmulRef(a, wb, 20, 50, K), TOL, at("chunked tensor"));
+      expect(() => matmul(Tensor.fromArray(dev, rand(2 * 50, 57), [2, 50]), tb, { transposeB: false })).toThrow(/spans 3 bindings/);
+      expect(() => matmulChunks(Tensor.zeros(dev, [2, K]), [Tensor.zeros(dev, [3, K]), Tensor.zeros(dev, [3, K + 1])])).toThrow(/weight chunks/);
+    }, 120_000);
+  });
+}
+
 describe("matmul", () => {
-  test("f32 b [N, K]: size-1 dims, M = 1 and shapes off the tile grid", async () => {
-    for (const [M, N, K] of ODD) await check({ M, N, K }, "bᵀ f32");
-    report("bᵀ f32");
-  }, 120_000);
-
-  test("f32 b [K, N] (transposeB false)", async () => {
-    for (const [M, N, K] of [...ODD, [1, 64, 32], [64, 48, 40]] as [number, number, number][]) {
-      await check({ M, N, K, transposeB: false }, "b f32");
-    }
-    report("b f32");
-  }, 120_000);
-
-  test("batched a with shared and batched b", async () => {
-    await check({ M: 33, N: 40, K: 20, lead: [3] }, "batched");
-    await check({ M: 3, N: 40, K: 12, lead: [2] }, "batched"); // 6 rows: small-M kernel
-    await check({ M: 9, N: 17, K: 20, lead: [3], bBatched: true }, "batched");
-    await check({ M: 9, N: 17, K: 20, lead: [3], bBatched: true, transposeB: false }, "batched");
-    await check({ M: 9, N: 12, K: 8, lead: [2, 2], bBatched: true, transposeB: false }, "batched");
-    report("batched");
-  }, 120_000);
-
-  test("f16 and bf16 weights (reference on the rounded weights)", async () => {
-    const cases: [DType, Case][] = [
-      ["f16", { M: 33, N: 65, K: 24 }],
-      ["f16", { M: 20, N: 36, K: 16, transposeB: false }],
-      ["f16", { M: 3, N: 7, K: 9 }],
-      ["bf16", { M: 33, N: 65, K: 24 }],
-      ["bf16", { M: 17, N: 9, K: 13 }],
-      ["bf16", { M: 10, N: 7, K: 9, transposeB: false }],
-      ["bf16", { M: 1, N: 40, K: 24 }],
-      ["bf16", { M: 9, N: 17, K: 20, lead: [2], bBatched: true }],
-    ];
-    for (const [dtype, c] of cases) await check({ ...c, dtype }, "16-bit");
-    report("16-bit");
-  }, 120_000);
-
-  test("fused epilogues: y = residual + gate ⊙ act(a·bᵀ + bias)", async () => {
-    await check({ M: 33, N: 40, K: 24, bias: "f32", act: "silu" }, "epilogue");
-    await check({ M: 33, N: 40, K: 24, bias: "bf16", act: "gelu" }, "epilogue");
-    await check({ M: 33, N: 40, K: 24, bias: "f16", act: "geluTanh", residual: true }, "epilogue");
-    await check({ M: 20, N: 36, K: 16, transposeB: false, act: "quickGelu", residual: true }, "epilogue");
-    await check({ M: 40, N: 36, K: 24, lead: [2], residual: true, gate: true }, "epilogue");
-    await check({ M: 9, N: 36, K: 16, lead: [3], bBatched: true, dtype: "bf16", bias: "f32", act: "silu", residual: true, gate: true }, "epilogue");
-    await check({ M: 10, N: 40, K: 24, lead: [2], bias: "bf16", act: "gelu", residual: true, gate: true }, "epilogue"); // small-M, 3 row blocks
-    await check({ M: 1, N: 40, K: 24, residual: true }, "epilogue");
-    report("epilogue");
-  }, 120_000);
-
-  test("one large case: 256×512×384", async () => {
-    await check({ M: 256, N: 512, K: 384 }, "large");
-    await check({ M: 256, N: 512, K: 384, dtype: "bf16" }, "large");
-    report("large");
-  }, 120_000);
-
   test("other tile shapes give the same products", async () => {
     const tiles = { BM: 64, BN: 32, BK: 16, TM: 4, TN: 8 };
-    await check({ M: 70, N: 45, K: 36, tiles }, "tiles");
-    await check({ M: 70, N: 45, K: 19, transposeB: false, tiles }, "tiles");
+    await check({ M: 70, N: 45, K: 36, tiles, kernel: "tiled" }, "tiles");
+    await check({ M: 70, N: 45, K: 19, transposeB: false, tiles, kernel: "tiled" }, "tiles");
     report("tiles");
     const dev = await testDevice();
     expect(() => setMatmulTiles(dev, { BM: 64, BN: 64, BK: 6, TM: 4, TN: 4 })).toThrow(/tiles .* are not valid/);
   }, 120_000);
 
-  test("weights in row chunks write their own output columns", async () => {
+  test("the device profile picks the subgroup kernel on CPU adapters that have one", async () => {
     const dev = await testDevice();
-    const K = 24, sizes = [5, 7, 4], N = 16;
-    const w = rand(N * K, 50), bias = rand(N, 51);
-    for (const M of [40, 1]) {
-      const a = rand(M * K, 52 + M), res = rand(M * N, 53 + M);
-      const chunks = sizes.map((n, i) => {
-        const row = sizes.slice(0, i).reduce((x, y) => x + y, 0);
-        return Tensor.fromArray(dev, w.subarray(row * K, (row + n) * K), [n, K]);
-      });
-      const ta = Tensor.fromArray(dev, a, [M, K]);
-      if (M > 1) { // tiled kernel
-        const y = matmulChunks(ta, chunks, { bias: Tensor.fromArray(dev, bias, [N]), activation: "silu" });
-        expect(y.shape).toEqual([M, N]);
-        assertClose(await y.toArray(), matmulRef(a, w, M, N, K, { bias, act: "silu" }), TOL, "chunks tiled");
-      } else { // small-M kernel
-        const gate = rand(N, 54);
-        const y = matmulChunks(ta, chunks, {
-          bias: Tensor.fromArray(dev, roundTo(bias, "bf16"), [N], "bf16"),
-          activation: "gelu",
-          gate: Tensor.fromArray(dev, gate, [1, N]),
-          residual: Tensor.fromArray(dev, res, [M, N]),
-        });
-        const ref = matmulRef(a, w, M, N, K, { bias: roundTo(bias, "bf16"), act: "gelu", gate, residual: res });
-        assertClose(await y.toArray(), ref, TOL, "chunks small-M");
-      }
-    }
-    // A real chunked tensor: shrink the binding limit while it is allocated (bf16 rows: 20-row chunks).
-    const limit = dev.limits.maxStorageBufferBindingSize;
-    const wb = roundTo(rand(50 * K, 55), "bf16");
-    let tb: Tensor;
-    try {
-      dev.limits.maxStorageBufferBindingSize = 1024;
-      tb = Tensor.fromArray(dev, wb, [50, K], "bf16");
-    } finally {
-      dev.limits.maxStorageBufferBindingSize = limit;
-    }
-    expect(tb.rowChunks().length).toBe(3);
-    const a = rand(20 * K, 56);
-    assertClose(await matmul(Tensor.fromArray(dev, a, [20, K]), tb).toArray(), matmulRef(a, wb, 20, 50, K), TOL, "chunked tensor");
-    expect(() => matmul(Tensor.fromArray(dev, rand(2 * 50, 57), [2, 50]), tb, { transposeB: false })).toThrow(/spans 3 bindings/);
-    expect(() => matmulChunks(Tensor.zeros(dev, [2, K]), [Tensor.zeros(dev, [3, K]), Tensor.zeros(dev, [3, K + 1])])).toThrow(/weight chunks/);
+    const has = matmulKernels(dev).includes("subgroup");
+    expect(matmulKernel(dev)).toBe(dev.isCpu && has ? "subgroup" : "tiled");
+    if (!has) expect(() => setMatmulKernel(dev, "subgroup")).toThrow(/subgroup kernel needs the subgroups feature/);
+    const before = matmulKernel(dev);
+    setMatmulKernel(dev, "tiled");
+    expect(matmulKernel(dev)).toBe("tiled");
+    setMatmulKernel(dev, before);
   }, 120_000);
 
   test("argument errors name the shapes", async () => {
