@@ -469,8 +469,11 @@ function product(a: Tensor, parts: readonly Tensor[], bShape: readonly number[],
   const kernel = opts.kernel ?? matmulKernel(dev);
   expectKernel(dev, kernel);
   const tiles = opts.tiles ?? matmulTiles(dev);
+  // The small-M choice looks at rows per batch item, never at the batch count, so a batch of noises gives the same
+  // bits as each noise alone (a 2-D a has no batch axis: its rows are the items).
+  const itemRows = a.shape.length >= 3 ? M : rows;
   const plan: Plan =
-    tb && shared && rows <= GEMV_MAX_ROWS
+    tb && shared && itemRows <= GEMV_MAX_ROWS
       ? { kind: "gemv" }
       : kernel === "subgroup"
         ? { kind: "subgroup", size: subgroupSize(dev) }

@@ -199,6 +199,16 @@ describe("matmul", () => {
     expect(() => setMatmulTiles(dev, { BM: 64, BN: 64, BK: 6, TM: 4, TN: 4 })).toThrow(/tiles .* are not valid/);
   }, 120_000);
 
+  test("a batch item's rows come out bit-identical whatever the batch count (small-M choice is per item)", async () => {
+    const dev = await testDevice();
+    const [M, K, N, B] = [4, 40, 24, 9]; // 9 items × 4 rows = 36 rows: past the small-M limit in total, not per item
+    const a = rand(B * M * K, 91);
+    const w = Tensor.fromArray(dev, rand(N * K, 92), [N, K]);
+    const all = matmul(Tensor.fromArray(dev, a, [B, M, K]), w, { transposeB: true });
+    const first = matmul(Tensor.fromArray(dev, a.subarray(0, M * K), [1, M, K]), w, { transposeB: true });
+    expect((await all.toArray()).subarray(0, M * N)).toEqual(await first.toArray());
+  }, 120_000);
+
   test("the device profile picks the subgroup kernel on CPU adapters that have one", async () => {
     const dev = await testDevice();
     const has = matmulKernels(dev).includes("subgroup");

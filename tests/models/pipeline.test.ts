@@ -103,7 +103,7 @@ describe("flux2 pipeline properties", () => {
       for (const r of [0, 1]) {
         const e = relErr(both.subarray(r * n, (r + 1) * n), single[r]);
         console.log(`guidance ${guidance}: B=2 row ${r} vs B=1 rel err ${e.toExponential(2)}`);
-        expect(e).toBeLessThanOrEqual(1e-6);
+        expect(e).toBe(0); // kernels choose their variant per batch item, so batching changes no bit
       }
       for (const t of [noise, ...rows, prompts]) t.dispose();
     }, 60_000);
