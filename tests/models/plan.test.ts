@@ -4,7 +4,7 @@
 // it; and Flux2Pipeline.load with a memoryBudget frees the text encoder after encoding.
 import { describe, expect, test } from "bun:test";
 import { joinPath, numel, readText } from "../../core/index.ts";
-import { runPlan } from "../../cli/plan.ts";
+import { runPlan } from "../../models/flux2/plan.ts";
 import { KLEIN_4B, qwen3Specs, randomWeights, transformerSpecs, vaeSpecs } from "../../models/flux2/klein4b.ts";
 import { Flux2Pipeline } from "../../models/flux2/pipeline.ts";
 import { Flux2Transformer } from "../../models/flux2/transformer.ts";
