@@ -473,7 +473,7 @@ function product(a: Tensor, parts: readonly Tensor[], bShape: readonly number[],
   // bits as each noise alone (a 2-D a has no batch axis: its rows are the items).
   const itemRows = a.shape.length >= 3 ? M : rows;
   const plan: Plan =
-    tb && shared && itemRows <= GEMV_MAX_ROWS
+    tb && shared && itemRows <= GEMV_MAX_ROWS && Math.ceil(rows / GEMV_ROWS) <= dev.limits.maxComputeWorkgroupsPerDimension
       ? { kind: "gemv" }
       : kernel === "subgroup"
         ? { kind: "subgroup", size: subgroupSize(dev) }

@@ -189,8 +189,13 @@ function wire(m: GenerationModels, s: GenerationLog["settings"], emit: Emit, eva
         return clip.score(r.images, s.prompt);
       case "self":
         return selfSupervisedScores(features, r.extra![0], r.images);
-      case "ensemble":
-        return averageRanks([await pick.score(r.images, s.prompt), await clip.score(r.images, s.prompt), await selfSupervisedScores(features, r.extra![0], r.images)]);
+      case "ensemble": {
+        // PickScore and CLIPScore are two readings of one cosine: run the CLIP towers once.
+        const cos = await scorer.score(r.images, s.prompt);
+        const once = { score: () => Promise.resolve(cos) };
+        const [p, c] = [pickScoreVerifier(once), clipScoreVerifier(once)];
+        return averageRanks([await p.score(r.images, s.prompt), await c.score(r.images, s.prompt), await selfSupervisedScores(features, r.extra![0], r.images)]);
+      }
     }
   };
 
