@@ -6,13 +6,13 @@
 //   constants; tile loads and the TM×TN block are unrolled in the text, the k loop is left to the driver. The
 //   epilogue goes out through workgroup memory one accumulator row at a time, so stores are coalesced.
 // - Subgroup kernel (CPU adapters, `subgroups` with one fixed subgroup size S): one workgroup = one subgroup, no
-//   workgroup memory, no barriers. Per K chunk of S, lane l loads a[row, k0 + l] for each of SG_ROWS rows (contiguous
-//   across lanes) and the b values of its own 4·SG_GROUPS columns; every a value reaches all lanes through
-//   `subgroupBroadcast`, so each lane does SG_ROWS·4 FMAs per loaded b vec4 and every FMA reads registers. On
-//   llvmpipe each lane is a SIMD lane: a per-lane memory load costs ~15 instructions (a bounds-checked scalar
-//   load per lane), a broadcast ~3 and an FMA 2, so this kernel is built to load few values per FMA; the tiled
-//   one spends most of its time on per-lane workgroup-memory loads there. K, M and N edges: loads are clamped or
-//   zeroed, stores bounds-checked.
+//   workgroup memory, no barriers. A block is `rows` rows × 4·`groups` columns per lane. Per K chunk of 8, each
+//   pair of lanes loads one row's 8 a values as two vec4 (S/2 rows per round) and each lane the b values of its own
+//   columns; every a value reaches all lanes through `subgroupBroadcast`, so each lane does rows·4 FMAs per loaded
+//   b value and every FMA reads registers. On llvmpipe each lane is a SIMD lane: a storage load costs ~10
+//   instructions per component and lane (bounds-checked, lane by lane), a broadcast ~2 and an FMA 2 (mul + add),
+//   so the kernel is built to load few values per FMA; the tiled one spends most of its time on per-lane
+//   workgroup-memory loads there. K, M and N edges: loads are clamped or zeroed, stores bounds-checked.
 // - Which of the two a device uses is its profile (`matmulKernel`, `setMatmulKernel`); a call may force one.
 // - Small-M kernel (up to GEMV_MAX_ROWS rows, unbatched transposed b): 32 threads per output column stride over K
 //   with coalesced reads of the weight row, for GEMV_ROWS rows at once; partial sums meet in workgroup memory. Up to
@@ -73,11 +73,14 @@ const GEMV_WG = 256;
 const DEFAULT_TILES: MatmulTiles = { BM: 128, BN: 128, BK: 16, TM: 8, TN: 8 };
 const deviceTiles = new WeakMap<Device, MatmulTiles>();
 
-// Subgroup kernel block: SG_ROWS rows × 4·SG_GROUPS columns per lane. On llvmpipe (AVX2, S = 8), 1024³ f32 in % of
-// fma_peak (loaded 2-core machine, medians): 16×4 ~16-19, 32×4 ~18, 24×8 ~21, 32×8 ~24-27, 48×8 ~same but compiles in
-// 8-11 s. Bigger blocks load fewer values per FMA; 32×8 compiles in 2.5-5 s.
-const SG_ROWS = 32;
-const SG_GROUPS = 2;
+// Subgroup kernel: SG_K k values per chunk; blocks of rows × 4·groups columns per lane (rows a multiple of S / 2).
+// llvmpipe (AVX2, S = 8), 1024³ f32 in % of fma_peak, medians of interleaved rounds, one thread: 32×2 25, 64×2 31,
+// 64×4 32-34 (two threads on this noisy 2-core VM: 20, 27, 29; the old per-lane scalar a loads gave 17). A bigger
+// block loads fewer values per FMA but compiles slower (64×4 ~12 s cold, 32×2 ~3 s), so products too small to
+// fill it take the small one.
+const SG_SMALL = { rows: 32, groups: 2 };
+const SG_LARGE = { rows: 64, groups: 4 };
+const SG_K = 8;
 const deviceKernel = new WeakMap<Device, MatmulKernel>();
 
 /** The subgroup size the subgroup kernel can rely on (the adapter reports one fixed size, a multiple of 4), or 0. */
@@ -147,9 +150,9 @@ interface Variant {
   residual: boolean;
 }
 
-/** Uniforms, bindings, load helpers and the epilogue `store(row, n, acc)` shared by the kernels (`scalarA`: a as f32). */
-function common(v: Variant, scalarA = false): string {
-  const aVec = v.vec && !scalarA;
+/** Uniforms, bindings, load helpers and the epilogue `store(row, n, acc)` shared by the kernels. */
+function common(v: Variant): string {
+  const aVec = v.vec;
   const extra: string[] = [];
   if (v.bias) extra.push(`var<storage, read> bias: array<${wgslArrayType(v.bias)}>;`);
   if (v.gate) extra.push("var<storage, read> gate: array<f32>;");
@@ -279,37 +282,39 @@ ${cases.join("\n")}
 }`;
 }
 
-function subgroupWgsl(v: Variant, S: number): string {
-  const R = SG_ROWS, G = SG_GROUPS;
+function subgroupWgsl(v: Variant, S: number, R: number, G: number): string {
+  const P = S / 2; // rows per round: two lanes hold one row's SG_K = 8 k values, a quad each
   const L: string[] = [];
-  // Lane l's a element of row r in this chunk: a[m0 + r, k0 + l] (rows past M repeat the last; k past K reads 0).
-  for (let r = 0; r < R; r++) L.push(`let a${r} = select(0.0, A[aRow${r} + kA], inK);`);
-  // b${g}_${kk}: vec4 of lane l's 4 columns in group g (n = n0 + 4(l + S·g) + j) at k = k0 + kk; zero past K.
+  // a, round q: lane l holds the quad k0 + 4(l % 2) .. +3 of row m0 + P·q + l / 2 (zero past K; rows past M repeat
+  // the last), so row P·q + i at k = k0 + kk lives in lane 2i + kk / 4, component kk % 4. Each round is loaded just
+  // before its rows: on llvmpipe a load is a per-lane branchy sequence, and fewer half-built vectors spill less.
+  const loadA = (q: number) => `let a${q} = select(vec4f(0.0), ldA(aRow${q} + kaq, u.K - kaq), inK);`;
+  // b${g}_${kk}: vec4 of lane l's 4 columns in group g (n = n0 + 4(l + S·g) + j) at k = k0 + kk. Indices past K
+  // are clamped into the row (their a is zero), so every load reads the tensor's own values.
   for (let g = 0; g < G; g++) {
     if (v.transposeB) {
-      // b [N, K]: 4 rows of b × S/4 vec4 along k, transposed in registers.
-      for (let h = 0; h < S / 4; h++) {
-        const k = `k0 + ${4 * h}u`;
-        for (let j = 0; j < 4; j++) {
-          L.push(`let w${g}_${j}_${h} = select(vec4f(0.0), ldB(bCol${g}_${j} + ${k}, u.K - (${k})), ${k} < u.K);`);
-        }
+      // b [N, K]: 4 rows of b × 2 quads along k, transposed in registers.
+      for (let h = 0; h < 2; h++) {
+        for (let j = 0; j < 4; j++) L.push(`let w${g}_${j}_${h} = ldB(bCol${g}_${j} + kb${h}, u.K - kb${h});`);
         for (let e = 0; e < 4; e++) {
           L.push(`let b${g}_${4 * h + e} = vec4f(${[0, 1, 2, 3].map((j) => `w${g}_${j}_${h}[${e}]`).join(", ")});`);
         }
       }
     } else {
       // b [K, N]: one vec4 along n per k.
-      for (let kk = 0; kk < S; kk++) {
-        L.push(`let b${g}_${kk} = select(vec4f(0.0), ldB(bBase + min(k0 + ${kk}u, u.K - 1u) * u.N + bCol${g}, u.N - bCol${g}), k0 + ${kk}u < u.K);`);
+      for (let kk = 0; kk < SG_K; kk++) {
+        L.push(`let b${g}_${kk} = ldB(bBase + min(k0 + ${kk}u, u.K - 1u) * u.N + bCol${g}, u.N - bCol${g});`);
       }
     }
   }
   // Each accumulator is written once per chunk (llvmpipe blends every write to a loop variable with the lane mask).
   for (let r = 0; r < R; r++) {
-    for (let kk = 0; kk < S; kk++) L.push(`let s${r}_${kk} = vec4f(subgroupBroadcast(a${r}, ${kk}u));`);
+    const [q, i] = [Math.floor(r / P), r % P];
+    if (i === 0) L.push(loadA(q));
+    for (let kk = 0; kk < SG_K; kk++) L.push(`let s${r}_${kk} = vec4f(subgroupBroadcast(a${q}[${kk & 3}], ${2 * i + (kk >> 2)}u));`);
     for (let g = 0; g < G; g++) {
       let e = `acc[${r * G + g}]`;
-      for (let kk = 0; kk < S; kk++) e = `fma(s${r}_${kk}, b${g}_${kk}, ${e})`;
+      for (let kk = 0; kk < SG_K; kk++) e = `fma(s${r}_${kk}, b${g}_${kk}, ${e})`;
       L.push(`acc[${r * G + g}] = ${e};`);
     }
   }
@@ -322,20 +327,24 @@ function subgroupWgsl(v: Variant, S: number): string {
       for (let j = 0; j < 4; j++) cols.push(`let bCol${g}_${j} = bBase + min(nq${g} + ${j}u, u.N - 1u) * u.K;`);
     } else cols.push(`let bCol${g} = min(nq${g}, (u.N - 1u) & ~3u);`);
   }
+  const kb = [0, 1].map((h) => `let kb${h} = min(k0 + ${4 * h}u, lastQuad);`);
   return `enable subgroups;
-${common(v, true)}
+${common(v)}
 @compute @workgroup_size(${S})
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lane: u32) {
   let m0 = wg.y * ${R}u;
   let n0 = wg.x * ${4 * S * G}u;
   let rowBase = wg.z * u.M;
   let bBase = wg.z * u.bStride;
-  ${Array.from({ length: R }, (_, r) => `let aRow${r} = (rowBase + min(m0 + ${r}u, u.M - 1u)) * u.K;`).join("\n  ")}
+  let lastQuad = (u.K - 1u) & ~3u; // the last quad that starts inside a row
+  ${Array.from({ length: R / P }, (_, q) => `let aRow${q} = (rowBase + min(m0 + ${P * q}u + lane / 2u, u.M - 1u)) * u.K;`).join("\n  ")}
   ${cols.join("\n  ")}
   var acc: array<vec4f, ${R * G}>;
-  for (var k0 = 0u; k0 < u.K; k0 += ${S}u) {
-    let inK = k0 + lane < u.K;
-    let kA = min(k0 + lane, u.K - 1u);
+  for (var k0 = 0u; k0 < u.K; k0 += ${SG_K}u) {
+    let ka = k0 + 4u * (lane % 2u);
+    let inK = ka < u.K;
+    let kaq = min(ka, lastQuad);
+    ${kb.join("\n    ")}
     ${L.join("\n    ")}
   }
   for (var i = 0u; i < ${R * G}u; i++) {
@@ -381,15 +390,24 @@ ${rows((r) => `  part[${r * P}u + lid] = s${r};`)}
 }`;
 }
 
+/** The subgroup block for a product of `rows` × `N` outputs (the block shape never changes the result's bits). */
+function subgroupPlan(size: number, rows: number, N: number): Plan {
+  const big = rows >= SG_LARGE.rows && N >= 4 * size * SG_LARGE.groups;
+  return { kind: "subgroup", size, ...(big ? SG_LARGE : SG_SMALL) };
+}
+
 const texts = new Map<string, string>();
 
-type Plan = { kind: "gemv" } | { kind: "tiled"; tiles: MatmulTiles; threads: number } | { kind: "subgroup"; size: number };
+type Plan =
+  | { kind: "gemv" }
+  | { kind: "tiled"; tiles: MatmulTiles; threads: number }
+  | { kind: "subgroup"; size: number; rows: number; groups: number };
 
 function shaderText(v: Variant, plan: Plan): string {
   const key = JSON.stringify([v, plan]);
   let s = texts.get(key);
   if (!s) {
-    s = plan.kind === "tiled" ? tiledWgsl(v, plan.tiles, plan.threads) : plan.kind === "subgroup" ? subgroupWgsl(v, plan.size) : gemvWgsl(v);
+    s = plan.kind === "tiled" ? tiledWgsl(v, plan.tiles, plan.threads) : plan.kind === "subgroup" ? subgroupWgsl(v, plan.size, plan.rows, plan.groups) : gemvWgsl(v);
     texts.set(key, s);
   }
   return s;
@@ -476,7 +494,7 @@ function product(a: Tensor, parts: readonly Tensor[], bShape: readonly number[],
     tb && shared && itemRows <= GEMV_MAX_ROWS && Math.ceil(rows / GEMV_ROWS) <= dev.limits.maxComputeWorkgroupsPerDimension
       ? { kind: "gemv" }
       : kernel === "subgroup"
-        ? { kind: "subgroup", size: subgroupSize(dev) }
+        ? subgroupPlan(subgroupSize(dev), rows, N)
         : { kind: "tiled", tiles, threads: checkTiles(tiles, dev) };
   const variant: Variant = {
     dtype: b.dtype,
@@ -497,7 +515,7 @@ function product(a: Tensor, parts: readonly Tensor[], bShape: readonly number[],
       plan.kind === "gemv"
         ? [Math.ceil(n / (GEMV_WG / GEMV_LANES)), Math.ceil(rows / GEMV_ROWS), 1]
         : plan.kind === "subgroup"
-          ? [Math.ceil(n / (4 * plan.size * SG_GROUPS)), Math.ceil(rows / SG_ROWS), Z]
+          ? [Math.ceil(n / (4 * plan.size * plan.groups)), Math.ceil(rows / plan.rows), Z]
           : [Math.ceil(n / tiles.BN), Math.ceil(rows / tiles.BM), Z];
     dev.run(pipeline, [out.binding(), a.binding(), part.binding(), ...extra], grid, uni);
     nOff += n;
