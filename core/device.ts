@@ -14,6 +14,9 @@
 //   back by identity, so loops hit the cache. Entries of a buffer go when it is destroyed; the cache is an LRU of
 //   BIND_CACHE entries. (One new bind group per dispatch cost ~30-80 µs of host time and, under wgpu, exhausted
 //   vm.max_map_count over long runs.)
+// - Textures: only rgba32float 2D textures, as a kernel's private operand copy (`texture`, `releaseTexture`):
+//   a shader reads one with textureLoad (`texture_2d<f32>`) or fills one with textureStore
+//   (`texture_storage_2d<rgba32float, write>`). They count in allocatedBytes; a release submits, then destroys.
 // - Uncaptured WebGPU errors are collected and thrown at the next readback, so shader bugs never pass silently.
 import { gpu } from "./platform.ts";
 
@@ -34,6 +37,7 @@ const WANTED_LIMITS = [
   "maxComputeWorkgroupSizeZ",
   "maxComputeWorkgroupsPerDimension",
   "maxStorageBuffersPerShaderStage",
+  "maxTextureDimension2D",
 ] as const;
 
 /** What `pipeline()` returns in dry-run mode: never dispatched. */
@@ -48,22 +52,31 @@ interface PipelineInfo {
   layoutId: number;
   layout: GPUBindGroupLayout;
   uniform: boolean;
-  storage: number;
+  /** Storage buffers and textures after the uniforms, in binding order. */
+  resources: number;
 }
+
+/** What `run` binds after the uniforms: a storage buffer range or a whole texture. */
+export type Resource = Binding | GPUTexture;
 
 interface CachedGroup {
   group: GPUBindGroup;
   buffers: number[];
 }
 
-/** The bindings a WGSL module declares, by number: "u", "r" or "w" (group 0 only; other resources are refused). */
+/**
+ * The bindings a WGSL module declares, by number (group 0 only; other resources are refused): "u" uniform, "r"/"w"
+ * storage read/read_write, "t" texture_2d<f32> (read with textureLoad), "s" texture_storage_2d<rgba32float, write>.
+ */
 export function bindingSignature(wgsl: string): string[] {
   const sig: string[] = [];
-  const decl = /@binding\(\s*(\d+)\s*\)[^;]*?var\s*<\s*(uniform|storage)\s*(?:,\s*(read_write|read)\s*)?>/g;
-  for (const m of wgsl.matchAll(decl)) sig[Number(m[1])] = m[2] === "uniform" ? "u" : m[3] === "read_write" ? "w" : "r";
+  const buffer = /@binding\(\s*(\d+)\s*\)[^;]*?var\s*<\s*(uniform|storage)\s*(?:,\s*(read_write|read)\s*)?>/g;
+  for (const m of wgsl.matchAll(buffer)) sig[Number(m[1])] = m[2] === "uniform" ? "u" : m[3] === "read_write" ? "w" : "r";
+  const texture = /@binding\(\s*(\d+)\s*\)\s*var\s+\w+\s*:\s*(texture_2d\s*<\s*f32\s*>|texture_storage_2d\s*<\s*rgba32float\s*,\s*write\s*>)/g;
+  for (const m of wgsl.matchAll(texture)) sig[Number(m[1])] = m[2].startsWith("texture_2d") ? "t" : "s";
   const declared = wgsl.match(/@binding\(/g)?.length ?? 0;
   if (declared !== sig.filter(Boolean).length) {
-    throw new Error("Device.pipeline: only uniform and storage buffer bindings are supported (one declaration each)");
+    throw new Error("Device.pipeline: only uniform and storage buffers and rgba32float 2D textures are supported (one declaration each)");
   }
   return sig;
 }
@@ -85,7 +98,7 @@ export class Device {
   private pipelines = new Map<string, GPUComputePipeline>();
   private pipelineInfo = new WeakMap<GPUComputePipeline, PipelineInfo>();
   private layouts = new Map<string, { info: PipelineInfo; pipelineLayout: GPUPipelineLayout }>();
-  private bufferIds = new WeakMap<GPUBuffer, number>();
+  private bufferIds = new WeakMap<GPUBuffer | GPUTexture, number>();
   private nextBufferId = 1;
   private groups = new Map<string, CachedGroup>();
   /** Cache keys per buffer id, so a destroyed buffer's groups can be dropped. */
@@ -193,25 +206,25 @@ export class Device {
       this.free.set(size, list);
     } else {
       this.flush(); // the pending batch may still read it
-      this.destroyBuffer(buf);
+      this.destroyResource(buf);
     }
   }
 
   /** Destroys every free pooled buffer (call between phases that use very different sizes). */
   trimPool(): void {
     this.flush();
-    for (const list of this.free.values()) for (const b of list) this.destroyBuffer(b);
+    for (const list of this.free.values()) for (const b of list) this.destroyResource(b);
     this.free.clear();
   }
 
-  private destroyBuffer(buf: GPUBuffer): void {
-    const id = this.bufferIds.get(buf);
+  private destroyResource(r: GPUBuffer | GPUTexture): void {
+    const id = this.bufferIds.get(r);
     if (id !== undefined) {
       for (const key of this.groupsOf.get(id) ?? []) this.dropGroup(key);
       this.groupsOf.delete(id);
     }
-    this.allocatedBytes -= buf.size;
-    buf.destroy();
+    this.allocatedBytes -= "width" in r ? r.width * r.height * 16 : r.size;
+    r.destroy();
   }
 
   /** Bind groups currently cached (tests read this). */
@@ -311,17 +324,19 @@ export class Device {
         if (!s) return;
         const visibility = GPUShaderStage.COMPUTE;
         if (s === "u") entries.push({ binding, visibility, buffer: { type: "uniform", hasDynamicOffset: true } });
+        else if (s === "t") entries.push({ binding, visibility, texture: { sampleType: "unfilterable-float" } });
+        else if (s === "s") entries.push({ binding, visibility, storageTexture: { access: "write-only", format: "rgba32float" } });
         else entries.push({ binding, visibility, buffer: { type: s === "w" ? "storage" : "read-only-storage" } });
       });
       const layout = this.gpu.createBindGroupLayout({ entries });
-      const info = { layoutId: this.layouts.size, layout, uniform: sig[0] === "u", storage: sig.filter((x) => x === "r" || x === "w").length };
+      const info = { layoutId: this.layouts.size, layout, uniform: sig[0] === "u", resources: sig.filter((x) => x && x !== "u").length };
       l = { info, pipelineLayout: this.gpu.createPipelineLayout({ bindGroupLayouts: [layout] }) };
       this.layouts.set(key, l);
     }
     return l;
   }
 
-  private bufferId(buf: GPUBuffer): number {
+  private bufferId(buf: GPUBuffer | GPUTexture): number {
     let id = this.bufferIds.get(buf);
     if (id === undefined) this.bufferIds.set(buf, (id = this.nextBufferId++));
     return id;
@@ -335,10 +350,13 @@ export class Device {
   }
 
   /** The bind group for these bindings under `info`'s layout, from the cache when possible. */
-  private bindGroup(info: PipelineInfo, buffers: Binding[], uniformSize: number): GPUBindGroup {
-    const ids = buffers.map((b) => this.bufferId(b.buffer));
+  private bindGroup(info: PipelineInfo, buffers: Resource[], uniformSize: number): GPUBindGroup {
+    const ids = buffers.map((b) => this.bufferId("buffer" in b ? b.buffer : b));
     let key = `${info.layoutId}:${uniformSize}`;
-    for (let i = 0; i < buffers.length; i++) key += `|${ids[i]}:${buffers[i].offset}:${buffers[i].size}`;
+    for (let i = 0; i < buffers.length; i++) {
+      const b = buffers[i];
+      key += "buffer" in b ? `|${ids[i]}:${b.offset}:${b.size}` : `|${ids[i]}`;
+    }
     const hit = this.groups.get(key);
     if (hit) {
       this.groups.delete(key); // re-insert: Map order is the LRU order
@@ -347,7 +365,10 @@ export class Device {
     }
     const entries: GPUBindGroupEntry[] = [];
     if (info.uniform) entries.push({ binding: 0, resource: { buffer: this.uniformBuf, offset: 0, size: uniformSize } });
-    buffers.forEach((b, i) => entries.push({ binding: i + 1, resource: { buffer: b.buffer, offset: b.offset, size: b.size } }));
+    buffers.forEach((b, i) => {
+      const resource = "buffer" in b ? { buffer: b.buffer, offset: b.offset, size: b.size } : b.createView();
+      entries.push({ binding: i + 1, resource });
+    });
     const group = this.gpu.createBindGroup({ layout: info.layout, entries });
     if (this.groups.size >= BIND_CACHE) this.dropGroup(this.groups.keys().next().value!);
     this.groups.set(key, { group, buffers: ids });
@@ -361,9 +382,10 @@ export class Device {
   }
 
   /**
-   * Encodes one dispatch. `uniforms` (if any) is bound at @binding(0), the storage buffers at 1..n in order.
+   * Encodes one dispatch. `uniforms` (if any) is bound at @binding(0), the storage buffers and textures at 1..n in
+   * order.
    */
-  run(pipeline: GPUComputePipeline, buffers: Binding[], grid: [number, number?, number?], uniforms?: Uint8Array): void {
+  run(pipeline: GPUComputePipeline, buffers: Resource[], grid: [number, number?, number?], uniforms?: Uint8Array): void {
     const max = this.limits.maxComputeWorkgroupsPerDimension;
     const [x, y = 1, z = 1] = grid;
     if (x > max || y > max || z > max) throw new Error(`dispatch grid ${grid} exceeds ${max} workgroups per dimension`);
@@ -373,7 +395,7 @@ export class Device {
     const info = this.pipelineInfo.get(pipeline);
     if (!info) throw new Error("Device.run: pipeline was not made by this device's pipeline()");
     if (info.uniform !== !!uniforms) throw new Error(`Device.run: the shader ${info.uniform ? "declares" : "has no"} uniforms at @binding(0)`);
-    if (buffers.length !== info.storage) throw new Error(`Device.run: the shader declares ${info.storage} storage buffers, got ${buffers.length}`);
+    if (buffers.length !== info.resources) throw new Error(`Device.run: the shader declares ${info.resources} buffers and textures, got ${buffers.length}`);
     const group = this.bindGroup(info, buffers, uBytes);
     if (!this.pass) {
       this.encoder ??= this.gpu.createCommandEncoder();
@@ -406,6 +428,32 @@ export class Device {
     this.arenaUsed = 0;
     this.dispatches = 0;
     this.stats.submits++;
+  }
+
+  // ---- textures ---------------------------------------------------------------------------------------------
+
+  /** A width × height rgba32float texture that shaders can fill (textureStore) and read (textureLoad). */
+  texture(width: number, height: number): GPUTexture {
+    const max = this.limits.maxTextureDimension2D;
+    if (width < 1 || height < 1 || width > max || height > max) {
+      throw new Error(`texture ${width}×${height} is outside this adapter's 1..${max} texels per dimension`);
+    }
+    const size = { width, height, depthOrArrayLayers: 1 };
+    const t = this.dryRun
+      ? ({ ...size, destroy() {} } as unknown as GPUTexture)
+      : this.gpu.createTexture({ size, format: "rgba32float", usage: GPUTextureUsage.TEXTURE_BINDING | GPUTextureUsage.STORAGE_BINDING });
+    this.allocatedBytes += width * height * 16;
+    this.peakBytes = Math.max(this.peakBytes, this.allocatedBytes);
+    return t;
+  }
+
+  /**
+   * Destroys a texture after submitting the batch that may still read it (a destroy after the submit is safe), so
+   * memory accounting, and a dry run's plan, see it go at once.
+   */
+  releaseTexture(t: GPUTexture): void {
+    this.flush();
+    this.destroyResource(t);
   }
 
   // ---- lifetimes --------------------------------------------------------------------------------------------

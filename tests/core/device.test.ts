@@ -1,6 +1,6 @@
 // Device and Tensor plumbing: limits, the buffer pool, scopes, reshape refcounts, 16-bit readback, ordering of
 // uploads against pending kernels, error reporting, tensors split across bindings, grids over 65535 groups, and
-// the bind group cache (explicit layouts, dynamic uniform offsets, eviction of destroyed buffers).
+// the bind group cache (explicit layouts, dynamic uniform offsets, eviction of destroyed buffers), textures.
 import { describe, expect, test } from "bun:test";
 import { bucketSize, Device, grid1d, roundTo, Tensor } from "../../core/index.ts";
 import { bindingSignature } from "../../core/device.ts";
@@ -145,13 +145,39 @@ describe("device", () => {
     expect(sameBits(await y2.toArray(), a.map((v) => 3 * v))).toBe(true);
   });
 
+  test("textures: filled by one kernel, read by the next, counted in allocatedBytes, released behind a submit", async () => {
+    const dev = await testDevice();
+    const [W, H] = [5, 3];
+    const store = dev.pipeline(`@group(0) @binding(1) var<storage, read> src: array<vec4f>;
+@group(0) @binding(2) var T: texture_storage_2d<rgba32float, write>;
+@compute @workgroup_size(1) fn main(@builtin(workgroup_id) g: vec3u) { textureStore(T, g.xy, src[g.y * ${W}u + g.x]); }`);
+    const load = dev.pipeline(`@group(0) @binding(1) var<storage, read_write> dst: array<vec4f>;
+@group(0) @binding(2) var T: texture_2d<f32>;
+@compute @workgroup_size(1) fn main(@builtin(workgroup_id) g: vec3u) { dst[g.y * ${W}u + g.x] = textureLoad(T, g.xy, 0); }`);
+    const data = rand(W * H * 4, 9);
+    const src = Tensor.fromArray(dev, data, [W * H * 4]);
+    const dst = Tensor.empty(dev, [W * H * 4]);
+    const before = dev.allocatedBytes;
+    const t = dev.texture(W, H);
+    expect(dev.allocatedBytes - before).toBe(W * H * 16);
+    dev.run(store, [src.binding(), t], [W, H]);
+    dev.run(load, [dst.binding(), t], [W, H]);
+    dev.releaseTexture(t); // still read by the pending batch: it is submitted first
+    expect(dev.allocatedBytes).toBe(before);
+    expect(sameBits(await dst.toArray(), data)).toBe(true);
+    expect(() => dev.texture(dev.limits.maxTextureDimension2D + 1, 1)).toThrow(/texels per dimension/);
+  });
+
   test("bind groups are cached per buffer, uniforms ride on dynamic offsets, destroyed buffers are evicted", async () => {
     const dev = await testDevice();
     expect(bindingSignature(`@group(0) @binding(0) var<uniform> u: P;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
 @group(0) @binding(2) var<storage, read> a: array<f32>;
 @binding(3) @group(0) var<storage> b: array<u32>;`)).toEqual(["u", "w", "r", "r"]);
-    expect(() => bindingSignature("@group(0) @binding(1) var t: texture_2d<f32>;")).toThrow(/only uniform and storage/);
+    expect(bindingSignature(`@group(0) @binding(0) var<uniform> u: P;
+@group(0) @binding(1) var t: texture_2d<f32>;
+@group(0) @binding(2) var s: texture_storage_2d<rgba32float, write>;`)).toEqual(["u", "t", "s"]);
+    expect(() => bindingSignature("@group(0) @binding(1) var t: texture_3d<f32>;")).toThrow(/only uniform and storage/);
     const x = Tensor.fromArray(dev, rand(300, 4), [300]);
     const data = await x.toArray();
     dev.trimPool(); // every output below lives in a buffer new to the cache
@@ -179,7 +205,7 @@ describe("device", () => {
     w.dispose();
     expect(dev.cachedBindGroups).toBe(cached - 1);
     expect(sameBits(await y.toArray(), data.map((v) => 3 * v))).toBe(true);
-    expect(() => dev.run(dev.pipeline(FILL_LIKE), [], [1], new Uint8Array(16))).toThrow(/declares 1 storage buffers, got 0/);
+    expect(() => dev.run(dev.pipeline(FILL_LIKE), [], [1], new Uint8Array(16))).toThrow(/declares 1 buffers and textures, got 0/);
     x.dispose();
     y.dispose();
   });

@@ -142,6 +142,10 @@ for (const kernel of ["tiled", "subgroup"] as MatmulKernel[]) {
       await check({ M: 70, N: 136, K: 44, kernel }, at("large"));
       await check({ M: 70, N: 132, K: 44, transposeB: false, kernel }, at("large"));
       await check({ M: 67, N: 130, K: 45, bias: "f32", residual: true, kernel }, at("large"));
+      // More b rows than one texture holds (16384 texels on lavapipe): the subgroup kernel goes slice by slice.
+      const rows = (await testDevice()).limits.maxTextureDimension2D + 100;
+      await check({ M: 40, N: rows, K: 8, bias: "bf16", kernel }, at("large"));
+      await check({ M: 40, N: rows, K: 5, transposeB: false, kernel }, at("large"));
       report(at("large"));
     }, 240_000);
 
