@@ -6,9 +6,9 @@
 //   constants; tile loads and the TM×TN block are unrolled in the text, the k loop is left to the driver. The
 //   epilogue goes out through workgroup memory one accumulator row at a time, so stores are coalesced.
 // - Subgroup kernel (CPU adapters, `subgroups` with one fixed subgroup size S): one workgroup = one subgroup, no
-//   workgroup memory, no barriers. A block is `rows` rows × 4·`groups` columns per lane. Per K chunk of 8, each
+//   workgroup memory, no barriers. A block is SG_ROWS rows × 4·SG_GROUPS columns per lane. Per K chunk of 8, each
 //   pair of lanes loads one row's 8 a values as two vec4 (S/2 rows per round) and each lane the b values of its own
-//   columns; every a value reaches all lanes through `subgroupBroadcast`, so each lane does rows·4 FMAs per loaded
+//   columns; every a value reaches all lanes through `subgroupBroadcast`, so each lane does SG_ROWS·4 FMAs per loaded
 //   b value and every FMA reads registers. On llvmpipe each lane is a SIMD lane: a storage load costs ~10
 //   instructions per component and lane (bounds-checked, lane by lane), a broadcast ~2 and an FMA 2 (mul + add),
 //   so the kernel is built to load few values per FMA, and reads unbatched b from an rgba32float texture copy
@@ -74,13 +74,12 @@ const GEMV_WG = 256;
 const DEFAULT_TILES: MatmulTiles = { BM: 128, BN: 128, BK: 16, TM: 8, TN: 8 };
 const deviceTiles = new WeakMap<Device, MatmulTiles>();
 
-// Subgroup kernel: SG_K k values per chunk; blocks of rows × 4·groups columns per lane (rows a multiple of S / 2).
-// llvmpipe (AVX2, S = 8), 1024³ f32 in % of fma_peak, medians of interleaved rounds, one thread: 32×2 25, 64×2 31,
-// 64×4 32-34 (two threads on this noisy 2-core VM: 20, 27, 29; the old per-lane scalar a loads gave 17). A bigger
-// block loads fewer values per FMA but compiles slower (64×4 ~12 s cold, 32×2 ~3 s), so products too small to
-// fill it take the small one.
-const SG_SMALL = { rows: 32, groups: 2 };
-const SG_LARGE = { rows: 64, groups: 4 };
+// Subgroup kernel: SG_K k values per chunk, a block of SG_ROWS rows × 4·SG_GROUPS columns per lane (SG_ROWS a
+// multiple of S / 2). llvmpipe (AVX2, S = 8), 1024³ f32 with b from a texture, % of fma_peak (medians of paired
+// rounds): 16×4 33, 32×2 40, 32×4 44, 64×2 40, 64×4 43, compiling in 0.9, 1.4, 2.1, 2.6 and 7.3 s. (With b from
+// its storage buffer the best was 64×4 at 28-33%: there every b value loaded costs ~10 instructions per lane.)
+const SG_ROWS = 32;
+const SG_GROUPS = 4;
 const SG_K = 8;
 const deviceKernel = new WeakMap<Device, MatmulKernel>();
 
@@ -285,7 +284,8 @@ ${cases.join("\n")}
 }`;
 }
 
-function subgroupWgsl(v: Variant, S: number, R: number, G: number): string {
+function subgroupWgsl(v: Variant, S: number): string {
+  const R = SG_ROWS, G = SG_GROUPS;
   const P = S / 2; // rows per round: two lanes hold one row's SG_K = 8 k values, a quad each
   const L: string[] = [];
   // a, round q: lane l holds the quad k0 + 4(l % 2) .. +3 of row m0 + P·q + l / 2 (zero past K; rows past M repeat
@@ -401,9 +401,9 @@ ${rows((r) => `  part[${r * P}u + lid] = s${r};`)}
 }
 
 // The subgroup kernel reads unbatched b from an rgba32float copy: llvmpipe turns a storage-buffer load into a
-// bounds-checked loop over lanes (~10 instructions per value and lane) but a texel fetch into a vector gather, so
-// 1024³ f32 runs ~25% faster (36% of fma_peak vs 28%; the copy costs ~5 ms of ~80). A copy holds at most
-// TEX_BYTES: bigger weights go through in row slices, one dispatch each.
+// bounds-checked loop over lanes (~10 instructions per value and lane) but a texel fetch into a vector gather:
+// 1024³ f32 went from 28-33% of fma_peak to 40-58%, the copy included. A copy holds at most TEX_BYTES: bigger
+// weights go through in row slices, one dispatch each.
 const TEX_BYTES = 64 << 20;
 
 /** Copies rows [r0, r0 + rows) of b (as [N, K]; `transposeB` false reads b [K, N] across) into texels (k / 4, row). */
@@ -428,26 +428,19 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
 }`;
 }
 
-/** The subgroup block for a product of `rows` × `N` outputs (the block shape never changes the result's bits). */
-function subgroupPlan(size: number, rows: number, N: number): Plan {
-  const big = rows >= SG_LARGE.rows && N >= 4 * size * SG_LARGE.groups;
-  return { kind: "subgroup", size, ...(big ? SG_LARGE : SG_SMALL) };
-}
-
 const texts = new Map<string, string>();
-
 const copyTexts = new Map<string, string>();
 
 type Plan =
   | { kind: "gemv" }
   | { kind: "tiled"; tiles: MatmulTiles; threads: number }
-  | { kind: "subgroup"; size: number; rows: number; groups: number };
+  | { kind: "subgroup"; size: number };
 
 function shaderText(v: Variant, plan: Plan): string {
   const key = JSON.stringify([v, plan]);
   let s = texts.get(key);
   if (!s) {
-    s = plan.kind === "tiled" ? tiledWgsl(v, plan.tiles, plan.threads) : plan.kind === "subgroup" ? subgroupWgsl(v, plan.size, plan.rows, plan.groups) : gemvWgsl(v);
+    s = plan.kind === "tiled" ? tiledWgsl(v, plan.tiles, plan.threads) : plan.kind === "subgroup" ? subgroupWgsl(v, plan.size) : gemvWgsl(v);
     texts.set(key, s);
   }
   return s;
@@ -534,7 +527,7 @@ function product(a: Tensor, parts: readonly Tensor[], bShape: readonly number[],
     tb && shared && itemRows <= GEMV_MAX_ROWS && Math.ceil(rows / GEMV_ROWS) <= dev.limits.maxComputeWorkgroupsPerDimension
       ? { kind: "gemv" }
       : kernel === "subgroup"
-        ? subgroupPlan(subgroupSize(dev), rows, N)
+        ? { kind: "subgroup", size: subgroupSize(dev) }
         : { kind: "tiled", tiles, threads: checkTiles(tiles, dev) };
   // Unbatched b reaches the subgroup kernel as texture slices (see TEX_BYTES); a texture is always [n][k / 4].
   const W = Math.ceil(K / 4), maxTex = dev.limits.maxTextureDimension2D;
@@ -557,7 +550,7 @@ function product(a: Tensor, parts: readonly Tensor[], bShape: readonly number[],
       plan.kind === "gemv"
         ? [Math.ceil(n / (GEMV_WG / GEMV_LANES)), Math.ceil(rows / GEMV_ROWS), 1]
         : plan.kind === "subgroup"
-          ? [Math.ceil(n / (4 * plan.size * plan.groups)), Math.ceil(rows / plan.rows), Z]
+          ? [Math.ceil(n / (4 * plan.size * SG_GROUPS)), Math.ceil(rows / SG_ROWS), Z]
           : [Math.ceil(n / tiles.BN), Math.ceil(rows / tiles.BM), Z];
     dev.run(pipeline, [out.binding(), a.binding(), bRes, ...extra], grid, uni);
   };

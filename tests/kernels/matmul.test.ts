@@ -134,11 +134,11 @@ for (const kernel of ["tiled", "subgroup"] as MatmulKernel[]) {
       report(at("epilogue"));
     }, 120_000);
 
-    test("one large case: 256×512×384, and large products off every block edge", async () => {
+    test("one large case: 256×512×384, and bigger products off every block edge", async () => {
       if (!(await runs(kernel))) return;
       await check({ M: 256, N: 512, K: 384, kernel }, at("large"));
       await check({ M: 256, N: 512, K: 384, dtype: "bf16", kernel }, at("large"));
-      // Big enough for the subgroup kernel's large block; M, N off its grid, K % 8 = 4 (half a chunk) or odd.
+      // Several subgroup blocks (32 rows × 128 columns), M and N off their grid, K % 8 = 4 (half a chunk) or odd.
       await check({ M: 70, N: 136, K: 44, kernel }, at("large"));
       await check({ M: 70, N: 132, K: 44, transposeB: false, kernel }, at("large"));
       await check({ M: 67, N: 130, K: 45, bias: "f32", residual: true, kernel }, at("large"));
