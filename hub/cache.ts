@@ -54,13 +54,14 @@ export async function readManifest(dir: string, source: SourceKind, revision: st
   }
 }
 
-/** Written to a temp name and renamed, so a crash never leaves a half-written manifest. */
+/** Written to a temp name of its own and renamed, so neither a crash nor a second writer leaves a half-written manifest. */
 export async function writeManifest(dir: string, m: Manifest): Promise<void> {
   const fs = await nodeFs();
   const path = manifestPath(dir, m.source, m.revision);
+  const tmp = `${path}.${Date.now()}-${Math.random().toString(36).slice(2)}.tmp`;
   await fs.mkdir(dir, { recursive: true });
-  await fs.writeFile(path + ".tmp", JSON.stringify(m));
-  await fs.rename(path + ".tmp", path);
+  await fs.writeFile(tmp, JSON.stringify(m));
+  await fs.rename(tmp, path);
 }
 
 /** Size of a local file, or -1 when it is not a regular file. */

@@ -4,6 +4,9 @@
 // content is hashed as it arrives (the kept prefix is re-read once), checked against the listing's size and
 // checksum, and only then renamed into place. Network errors, stalls, 5xx and short bodies retry with backoff and
 // resume; a checksum mismatch deletes the temp file before retrying.
+// Two processes fetching one file would share its temp file, so the writer holds `<temp>.lock` (created
+// exclusively, its time refreshed every LOCK_BEAT_MS); the others wait and then find the file in place. A lock
+// untouched for LOCK_STALE_MS belongs to a process that died: it is taken over, and the temp file resumed.
 import { nodeFs } from "../core/platform.ts";
 import { ContentHash, hashPrefix } from "./hash.ts";
 import { chunks, get, HubError, type RetryPolicy, withRetries } from "./http.ts";
@@ -19,11 +22,48 @@ export interface FileJob {
 }
 
 const dirname = (p: string) => p.slice(0, Math.max(p.lastIndexOf("/"), 0)) || "/";
+const LOCK_BEAT_MS = 2_000;
+const LOCK_STALE_MS = 20_000;
+const LOCK_POLL_MS = 100;
+
+/** Takes `<temp>.lock`, waiting while another live writer holds it; returns the release function. */
+async function lockTemp(temp: string): Promise<() => Promise<void>> {
+  const fs = await nodeFs();
+  const lock = `${temp}.lock`;
+  for (;;) {
+    try {
+      await (await fs.open(lock, "wx")).close();
+      break;
+    } catch (e) {
+      if ((e as { code?: string }).code !== "EEXIST") throw e;
+    }
+    const touched = await fs.stat(lock).then((st) => st.mtimeMs, () => Date.now());
+    if (Date.now() - touched > LOCK_STALE_MS) await fs.rm(lock, { force: true }); // its writer is gone
+    else await new Promise((r) => setTimeout(r, LOCK_POLL_MS));
+  }
+  const beat = setInterval(() => fs.utimes(lock, new Date(), new Date()).catch(() => {}), LOCK_BEAT_MS);
+  return async () => {
+    clearInterval(beat);
+    await fs.rm(lock, { force: true });
+  };
+}
 
 export async function downloadFile(job: FileJob, policy: RetryPolicy, onBytes: (bytes: number) => void): Promise<void> {
   const fs = await nodeFs();
   const { file, temp } = job;
   await fs.mkdir(dirname(temp), { recursive: true });
+  const unlock = await lockTemp(temp);
+  try {
+    // Another process may have finished it while this one waited.
+    if ((await localSize(job.dest)) !== file.size) await fetchToDest(job, policy, onBytes);
+  } finally {
+    await unlock();
+  }
+}
+
+async function fetchToDest(job: FileJob, policy: RetryPolicy, onBytes: (bytes: number) => void): Promise<void> {
+  const fs = await nodeFs();
+  const { file, temp } = job;
   await withRetries(`${job.repo}: ${file.path}`, policy, async () => {
     let have = await localSize(temp);
     if (have > file.size) await fs.rm(temp, { force: true });

@@ -2,11 +2,12 @@
 // the ModelScope and Hugging Face API shapes, with injected faults. Each test uses a fresh temp cache folder.
 // No GPU: the downloaded folders are compared byte for byte with the fixture folders the loaders are tested on.
 import { describe, expect, test } from "bun:test";
-import { mkdtemp, readdir, readFile, rm, mkdir, copyFile, stat } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm, mkdir, copyFile, stat, utimes, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import {
   autoSelect, cacheContents, fnmatch, normalizePattern, registryEntry, repoCacheDir, resolveModel, selectPaths, type HubOptions,
 } from "../../hub/index.ts";
+import { tempPath } from "../../hub/cache.ts";
 import { FIXTURE_REPOS, startHubServer, type HubFaults, type HubServer } from "./server.ts";
 
 const ROOT = "/work/shared/fixtures/repos";
@@ -177,6 +178,31 @@ describe("hub: downloads from a loopback ModelScope server", () => {
       expect(s.requests.filter((r) => r.kind === "content" && r.file === "config.json").length).toBe(3);
     });
   });
+
+  test("two downloads of one repo at once (two processes, one cache): every file is fetched once, both get it whole", async () => {
+    await withHub(undefined, async (s, opts, cache) => {
+      const [a, b] = await Promise.all([resolveModel(PICK, opts), resolveModel(PICK, opts)]);
+      expect(a).toBe(b);
+      await expectSameFiles(a, `${ROOT}/${PICK}`);
+      expect(s.requests.filter((r) => r.kind === "listing").length).toBe(2);
+      expect(s.requests.filter((r) => r.kind === "content").length).toBe((await files(`${ROOT}/${PICK}`)).length);
+      expect(await readdir(`${cache}/._____temp`, { recursive: true }).then((l) => l.filter((n) => String(n).endsWith(".lock")))).toEqual([]);
+    });
+  }, 30_000);
+
+  test("a lock left by a process that died is taken over and its temp file resumed", async () => {
+    await withHub(undefined, async (s, opts, cache) => {
+      const temp = tempPath(cache, PICK, "model.safetensors");
+      await mkdir(temp.slice(0, temp.lastIndexOf("/")), { recursive: true });
+      await writeFile(temp, (await readFile(`${ROOT}/${PICK}/model.safetensors`)).subarray(0, 1000));
+      await writeFile(`${temp}.lock`, "");
+      const old = new Date(Date.now() - 60_000);
+      await utimes(`${temp}.lock`, old, old);
+      await expectSameFiles(await resolveModel(PICK, opts), `${ROOT}/${PICK}`);
+      expect(s.requests.filter((r) => r.file === "model.safetensors" && r.kind === "content").map((r) => r.range)).toEqual([`bytes=1000-${(await stat(`${ROOT}/${PICK}/model.safetensors`)).size - 1}`]);
+      expect(await exists(`${temp}.lock`)).toBe(false);
+    });
+  }, 30_000);
 
   test("a wrong sha256 in the listing: the file is rejected and nothing corrupt is left", async () => {
     await withHub({ wrongSha: ["model.safetensors"] }, async (s, opts, cache) => {
