@@ -152,6 +152,25 @@ interface Variant {
   tex: boolean;
 }
 
+// ldX(i, left): elements i..i+3 of the flat array X, of which `left` (≥ 1) are inside the row.
+const scalarLoad = (x: string) => `fn ld${x}(i: u32, left: u32) -> vec4f {
+  var r = vec4f(0.0);
+  for (var j = 0u; j < 4u; j++) { if (j < left) { r[j] = load_${x}(i + j); } }
+  return r;
+}`;
+const vecB = {
+  f32: "return B[i >> 2u];",
+  bf16: "let w0 = B[i >> 1u]; let w1 = B[(i >> 1u) + 1u];\n  return bitcast<vec4f>(vec4u(w0 << 16u, w0 & 0xffff0000u, w1 << 16u, w1 & 0xffff0000u));",
+  f16: "return vec4f(unpack2x16float(B[i >> 1u]), unpack2x16float(B[(i >> 1u) + 1u]));",
+} as Record<DType, string>;
+
+/** b's storage element type and `ldB` (plus `load_B` when not `vec`: whole vec4 or packed words need 4-aligned rows). */
+function bLoader(dtype: DType, vec: boolean): { type: string; fns: string } {
+  const type = dtype === "f32" ? (vec ? "vec4f" : "f32") : "u32";
+  const fns = vec ? `fn ldB(i: u32, left: u32) -> vec4f {\n  ${vecB[dtype]}\n}` : `${wgslLoad("B", "B", dtype)}\n${scalarLoad("B")}`;
+  return { type, fns };
+}
+
 /** Uniforms, bindings, load helpers and the epilogue `store(row, n, acc)` shared by the kernels. */
 function common(v: Variant): string {
   const aVec = v.vec;
@@ -159,28 +178,16 @@ function common(v: Variant): string {
   if (v.bias) extra.push(`var<storage, read> bias: array<${wgslArrayType(v.bias)}>;`);
   if (v.gate) extra.push("var<storage, read> gate: array<f32>;");
   if (v.residual) extra.push("var<storage, read> residual: array<f32>;");
-  const bType = v.dtype === "f32" ? (v.vec ? "vec4f" : "f32") : "u32";
-  // ldX(i, left): elements i..i+3 of the flat array, of which `left` (≥ 1) are inside the row.
-  const scalar = (x: string) =>
-    `fn ld${x}(i: u32, left: u32) -> vec4f {
-  var r = vec4f(0.0);
-  for (var j = 0u; j < 4u; j++) { if (j < left) { r[j] = load_${x}(i + j); } }
-  return r;
-}`;
-  const vecB = {
-    f32: "return B[i >> 2u];",
-    bf16: "let w0 = B[i >> 1u]; let w1 = B[(i >> 1u) + 1u];\n  return bitcast<vec4f>(vec4u(w0 << 16u, w0 & 0xffff0000u, w1 << 16u, w1 & 0xffff0000u));",
-    f16: "return vec4f(unpack2x16float(B[i >> 1u]), unpack2x16float(B[(i >> 1u) + 1u]));",
-  } as Record<DType, string>;
+  const b = bLoader(v.dtype, v.vec);
   return `
 struct P { M: u32, N: u32, K: u32, ldo: u32, nOff: u32, bStride: u32, gateRows: u32 }
 @group(0) @binding(0) var<uniform> u: P;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
 @group(0) @binding(2) var<storage, read> A: array<${aVec ? "vec4f" : "f32"}>;
-@group(0) @binding(3) ${v.tex ? "var BT: texture_2d<f32>;" : `var<storage, read> B: array<${bType}>;`}
+@group(0) @binding(3) ${v.tex ? "var BT: texture_2d<f32>;" : `var<storage, read> B: array<${b.type}>;`}
 ${extra.map((d, i) => `@group(0) @binding(${i + 4}) ${d}`).join("\n")}
-${aVec ? "fn ldA(i: u32, left: u32) -> vec4f { return A[i >> 2u]; }" : `${wgslLoad("A", "A", "f32")}\n${scalar("A")}`}
-${v.tex ? "" : v.vec ? `fn ldB(i: u32, left: u32) -> vec4f {\n  ${vecB[v.dtype]}\n}` : `${wgslLoad("B", "B", v.dtype)}\n${scalar("B")}`}
+${aVec ? "fn ldA(i: u32, left: u32) -> vec4f { return A[i >> 2u]; }" : `${wgslLoad("A", "A", "f32")}\n${scalarLoad("A")}`}
+${v.tex ? "" : b.fns}
 ${v.bias ? wgslLoad("bias", "bias", v.bias) : ""}
 ${v.act ? activationWgsl(v.act, "act") : ""}
 fn store(row: u32, n: u32, acc: f32) {
@@ -402,39 +409,50 @@ ${rows((r) => `  part[${r * P}u + lid] = s${r};`)}
 
 // The subgroup kernel reads unbatched b from an rgba32float copy: llvmpipe turns a storage-buffer load into a
 // bounds-checked loop over lanes (~10 instructions per value and lane) but a texel fetch into a vector gather:
-// 1024³ f32 went from 28-33% of fma_peak to 40-58%, the copy included. A copy holds at most TEX_BYTES: bigger
-// weights go through in row slices, one dispatch each.
+// 1024³ f32 went from 28-33% of fma_peak to 40-58%, the copy included. The copy costs about as much as 64 rows of
+// product (3072² weights: 64 rows 92 ms vs 75 from the buffer, 96 rows 106 vs 113, 192 rows 172 vs 214), so fewer
+// than TEX_MIN_ROWS rows read the buffer. A copy holds at most TEX_BYTES: bigger weights go in row slices.
+const TEX_MIN_ROWS = 96;
 const TEX_BYTES = 64 << 20;
 
-/** Copies rows [r0, r0 + rows) of b (as [N, K]; `transposeB` false reads b [K, N] across) into texels (k / 4, row). */
-function bTextureWgsl(dtype: DType, transposeB: boolean): string {
+/**
+ * Copies rows [r0, r0 + rows) of b into texels (k / 4, row): b [N, K] through `ldB` (vec4 or packed words when rows
+ * are 4-aligned), b [K, N] (`transposeB` false) element by element across rows.
+ */
+function bTextureWgsl(dtype: DType, transposeB: boolean, vec: boolean): string {
+  const b = bLoader(dtype, transposeB && vec);
+  const texel = transposeB
+    ? "ldB((u.r0 + n) * u.K + 4u * q, u.K - 4u * q);"
+    : "vec4f(0.0);\n  for (var j = 0u; j < min(4u, u.K - 4u * q); j++) { t[j] = load_B((4u * q + j) * u.ld + u.r0 + n); }";
   return `
 struct P { K: u32, W: u32, rows: u32, r0: u32, ld: u32 }
 @group(0) @binding(0) var<uniform> u: P;
-@group(0) @binding(1) var<storage, read> B: array<${wgslArrayType(dtype)}>;
+@group(0) @binding(1) var<storage, read> B: array<${b.type}>;
 @group(0) @binding(2) var BT: texture_storage_2d<rgba32float, write>;
-${wgslLoad("B", "B", dtype)}
+${b.fns}
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3u) {
   let q = gid.x;
   let n = gid.y;
   if (q >= u.W || n >= u.rows) { return; }
-  var t = vec4f(0.0);
-  for (var j = 0u; j < 4u; j++) {
-    let k = 4u * q + j;
-    if (k < u.K) { t[j] = load_B(${transposeB ? "(u.r0 + n) * u.K + k" : "k * u.ld + u.r0 + n"}); }
-  }
+  var t = ${texel}
   textureStore(BT, vec2u(q, n), t);
 }`;
 }
 
+
 const texts = new Map<string, string>();
-const copyTexts = new Map<string, string>();
 
 type Plan =
   | { kind: "gemv" }
   | { kind: "tiled"; tiles: MatmulTiles; threads: number }
   | { kind: "subgroup"; size: number };
+
+function copyText(dtype: DType, transposeB: boolean, vec: boolean): string {
+  const key = JSON.stringify(["copy", dtype, transposeB, vec]);
+  if (!texts.has(key)) texts.set(key, bTextureWgsl(dtype, transposeB, vec));
+  return texts.get(key)!;
+}
 
 function shaderText(v: Variant, plan: Plan): string {
   const key = JSON.stringify([v, plan]);
@@ -531,7 +549,7 @@ function product(a: Tensor, parts: readonly Tensor[], bShape: readonly number[],
         : { kind: "tiled", tiles, threads: checkTiles(tiles, dev) };
   // Unbatched b reaches the subgroup kernel as texture slices (see TEX_BYTES); a texture is always [n][k / 4].
   const W = Math.ceil(K / 4), maxTex = dev.limits.maxTextureDimension2D;
-  const tex = plan.kind === "subgroup" && shared && K > 0 && W <= maxTex;
+  const tex = plan.kind === "subgroup" && shared && rows >= TEX_MIN_ROWS && K > 0 && W <= maxTex;
   const variant: Variant = {
     dtype: tex ? "f32" : b.dtype,
     transposeB: tex || tb,
@@ -562,10 +580,8 @@ function product(a: Tensor, parts: readonly Tensor[], bShape: readonly number[],
     for (let r0 = 0; tex && r0 < n; r0 += sliceRows) {
       const count = Math.min(sliceRows, n - r0);
       const t = dev.texture(W, count);
-      const key = `${b.dtype}:${tb}`;
-      if (!copyTexts.has(key)) copyTexts.set(key, bTextureWgsl(b.dtype, tb));
       const uni = params().u32(K).u32(W).u32(count).u32(r0).u32(N).bytes();
-      dev.run(dev.pipeline(copyTexts.get(key)!), [part.binding(), t], [Math.ceil(W / 64), count], uni);
+      dev.run(dev.pipeline(copyText(b.dtype, tb, vec)), [part.binding(), t], [Math.ceil(W / 64), count], uni);
       launch(t, count, nOff + r0);
       dev.releaseTexture(t);
     }

@@ -138,14 +138,15 @@ for (const kernel of ["tiled", "subgroup"] as MatmulKernel[]) {
       if (!(await runs(kernel))) return;
       await check({ M: 256, N: 512, K: 384, kernel }, at("large"));
       await check({ M: 256, N: 512, K: 384, dtype: "bf16", kernel }, at("large"));
-      // Several subgroup blocks (32 rows × 128 columns), M and N off their grid, K % 8 = 4 (half a chunk) or odd.
-      await check({ M: 70, N: 136, K: 44, kernel }, at("large"));
-      await check({ M: 70, N: 132, K: 44, transposeB: false, kernel }, at("large"));
-      await check({ M: 67, N: 130, K: 45, bias: "f32", residual: true, kernel }, at("large"));
+      // Several subgroup blocks (32 rows × 128 columns) with b from a texture copy (≥ 96 rows), M and N off their
+      // grid, K % 8 = 4 (half a chunk) or odd.
+      await check({ M: 100, N: 136, K: 44, kernel }, at("large"));
+      await check({ M: 100, N: 132, K: 44, transposeB: false, kernel }, at("large"));
+      await check({ M: 99, N: 130, K: 45, bias: "f32", residual: true, kernel }, at("large"));
       // More b rows than one texture holds (16384 texels on lavapipe): the subgroup kernel goes slice by slice.
       const rows = (await testDevice()).limits.maxTextureDimension2D + 100;
-      await check({ M: 40, N: rows, K: 8, bias: "bf16", kernel }, at("large"));
-      await check({ M: 40, N: rows, K: 5, transposeB: false, kernel }, at("large"));
+      await check({ M: 100, N: rows, K: 8, bias: "bf16", kernel }, at("large"));
+      await check({ M: 100, N: rows, K: 5, transposeB: false, kernel }, at("large"));
       report(at("large"));
     }, 240_000);
 
