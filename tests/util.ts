@@ -1,5 +1,7 @@
-// Test helpers: one poisoned device per process, seeded CPU random data, error norms.
+// Test helpers: one poisoned device per process, seeded CPU random data, error norms, fixture cases.
+import { expect } from "bun:test";
 import { Device } from "../core/index.ts";
+import { formatTable, verifyCase, type VerifyResult } from "../core/verify.ts";
 
 let shared: Promise<Device> | undefined;
 
@@ -58,6 +60,18 @@ export function assertClose(out: ArrayLike<number>, ref: ArrayLike<number>, tol:
     throw new Error(`${label}: relative error ${e.toExponential(3)} > ${tol} (len ${out.length}/${ref.length}; first bad index ${firstBad}: got ${out[firstBad]}, want ${ref[firstBad]})`);
   }
   return e;
+}
+
+/**
+ * Runs a fixture case (its runner must be imported) and expects no FAIL, and no MISSING unless `allowMissing` names
+ * it; prints the table when something fails. Returns the result for the caller's own checks.
+ */
+export async function expectCasePasses(dir: string, allowMissing?: RegExp): Promise<VerifyResult> {
+  const r = await verifyCase(dir, await testDevice());
+  const bad = r.rows.filter((row) => row.status === "FAIL" || (row.status === "MISSING" && !allowMissing?.test(row.name)));
+  if (bad.length) console.log(formatTable(r));
+  expect(bad.map((row) => `${row.name}: ${row.status}`)).toEqual([]);
+  return r;
 }
 
 /** The shared reference fixtures: $FLUX2TS_FIXTURES, else ../shared/fixtures beside the checkout. */

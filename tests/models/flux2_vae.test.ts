@@ -3,12 +3,12 @@
 // tiny_pipeline fixture's image_float / image_uint8.
 import { describe, expect, test } from "bun:test";
 import { joinPath, Tensor } from "../../core/index.ts";
-import { loadCase, verifyCase } from "../../core/verify.ts";
+import { loadCase } from "../../core/verify.ts";
 import { concat } from "../../kernels/layout.ts";
 import { Weights } from "../../models/weights.ts";
 import "../../models/flux2/vae_verify.ts";
 import { type Flux2VaeConfig, Flux2Vae, imageBytes, toImageFloat } from "../../models/flux2/vae.ts";
-import { FIXTURES, maxAbsErr, rand, testDevice } from "../util.ts";
+import { expectCasePasses, FIXTURES, maxAbsErr, rand, testDevice } from "../util.ts";
 
 const VAE_CASE = joinPath(FIXTURES, "flux2_vae");
 
@@ -36,11 +36,7 @@ function pixelsRef(x: Float32Array, B: number, H: number, W: number, rounding: "
 
 describe("flux2 vae", () => {
   test("flux2_vae fixture: every output and debug tensor passes", async () => {
-    const dev = await testDevice();
-    const r = await verifyCase(VAE_CASE, dev);
-    const bad = r.rows.filter((row) => row.status !== "PASS").map((row) => `${row.name}: ${row.status} ${row.maxAbsErr} > ${row.atol}`);
-    expect(bad).toEqual([]);
-    expect(r.rows.length).toBe(22);
+    expect((await expectCasePasses(VAE_CASE)).rows.length).toBe(22);
   }, 120_000);
 
   test("B = 2 encode and decode match two B = 1 runs", async () => {

@@ -4,7 +4,6 @@
 // (text lengths differ) predicts what separate transformer calls do, prompt caching, and size errors.
 import { describe, expect, test } from "bun:test";
 import { type Device, joinPath, readText, Tensor } from "../../core/index.ts";
-import { formatTable, verifyCase } from "../../core/verify.ts";
 import { concat, slice } from "../../kernels/layout.ts";
 import { disposeConditioning, Flux2Pipeline, latentIds } from "../../models/flux2/pipeline.ts";
 import "../../models/flux2/pipeline_verify.ts";
@@ -12,7 +11,7 @@ import { Flux2Transformer } from "../../models/flux2/transformer.ts";
 import { Flux2Vae } from "../../models/flux2/vae.ts";
 import { textIds } from "../../models/qwen3/prompt.ts";
 import { Weights } from "../../models/weights.ts";
-import { FIXTURES, maxAbsErr, rand, relErr, testDevice } from "../util.ts";
+import { expectCasePasses, FIXTURES, maxAbsErr, rand, relErr, testDevice } from "../util.ts";
 
 const CFG_CASE = joinPath(FIXTURES, "tiny_pipeline_cfg");
 const REPO = joinPath(FIXTURES, "repos/black-forest-labs/FLUX.2-klein-tiny");
@@ -20,10 +19,7 @@ const REPO = joinPath(FIXTURES, "repos/black-forest-labs/FLUX.2-klein-tiny");
 const LATER_STAGE = /^(clip_|image_embeds|text_embeds|pickscore)/;
 
 async function expectPass(dir: string, allowMissing?: RegExp): Promise<void> {
-  const r = await verifyCase(dir, await testDevice());
-  const bad = r.rows.filter((row) => row.status === "FAIL" || (row.status === "MISSING" && !allowMissing?.test(row.name)));
-  if (bad.length) console.log(formatTable(r));
-  expect(bad.map((row) => row.name)).toEqual([]);
+  const r = await expectCasePasses(dir, allowMissing);
   expect(r.rows.filter((row) => row.status === "PASS").length).toBeGreaterThanOrEqual(9);
   for (const n of r.notes) expect(n).not.toMatch(/MISMATCH/);
 }

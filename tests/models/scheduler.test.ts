@@ -3,21 +3,17 @@
 // CPU float32 references on odd sizes, a single element and a grid past 65535 workgroups.
 import { describe, expect, test } from "bun:test";
 import { Tensor } from "../../core/index.ts";
-import { formatTable, verifyCase } from "../../core/verify.ts";
 import "../../models/flux2/pipeline_verify.ts";
 import { axpby, lerpHalves } from "../../kernels/elementwise.ts";
 import { diffsynthFlux2Sigmas, empiricalMu, flowMatchSigmas, imageSeqLen } from "../../models/flux2/scheduler.ts";
-import { FIXTURES, maxAbsErr, rand, testDevice } from "../util.ts";
+import { expectCasePasses, FIXTURES, maxAbsErr, rand, testDevice } from "../util.ts";
 
 const FIXTURE = `${FIXTURES}/scheduler`;
 const f = Math.fround;
 
 describe("flow-match scheduler", () => {
   test("fixture scheduler: every tensor passes, schedules to the last bit", async () => {
-    const r = await verifyCase(FIXTURE, await testDevice());
-    const bad = r.rows.filter((row) => row.status !== "PASS");
-    if (bad.length) console.log(formatTable(r));
-    expect(bad.map((row) => row.name)).toEqual([]);
+    const r = await expectCasePasses(FIXTURE);
     expect(r.rows.length).toBe(39);
     for (const row of r.rows) if (/sigmas/.test(row.name)) expect(row.maxAbsErr).toBeLessThanOrEqual(1.2e-7);
   }, 60_000);
