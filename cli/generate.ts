@@ -1,4 +1,4 @@
-// `flux2ts generate`: flags → models (hub) → models/generation.ts → PNG + JSON log (+ contact sheet). Thin on
+// `flux2ts generate`: flags → models (hub) → generate/generation.ts → PNG + JSON log (+ contact sheet). Thin on
 // purpose: the search orchestration is shared with the browser app. A run's log makes every candidate
 // reproducible: `--replay log.json --candidate K` re-runs the search on the logged scores (no transformer calls
 // for noise searches) and renders only candidate K, bit-identical to the original. Progress goes to stderr,
@@ -19,8 +19,8 @@ import {
   resolveSettings,
   VERIFIER_NAMES,
   type VerifierName,
-} from "../models/generation.ts";
-import { SEARCH_NAMES } from "../search/run.ts";
+} from "../generate/generation.ts";
+import { SEARCH_NAMES } from "../search/by_name.ts";
 import { intFlag, type Parsed, parseArgs, strFlag, UsageError } from "./args.ts";
 import { contactSheet } from "./contactSheet.ts";
 import { formatSeconds, ProgressLine } from "./progress.ts";

@@ -8,19 +8,3 @@ export { Qwen3Encoder } from "./qwen3/encoder.ts";
 export { Qwen3Tokenizer } from "./qwen3/tokenizer.ts";
 export { Qwen3PromptEncoder } from "./qwen3/prompt.ts";
 export { PickScore } from "./clip/pickscore.ts";
-export {
-  type GenerationEvent,
-  type GenerationLog,
-  type GenerationModels,
-  type GenerationResult,
-  type GenerationSettings,
-  generateWithSearch,
-  imageRgb8,
-  type ProgressEvent,
-  replayGeneration,
-  resolveSettings,
-  SEARCH_SEED_OFFSET,
-  selfVerifierStep,
-  VERIFIER_NAMES,
-  type VerifierName,
-} from "./generation.ts";

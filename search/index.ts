@@ -12,19 +12,7 @@ export {
 } from "./objective.ts";
 export { randomSearch } from "./random.ts";
 export { sesSearch, type SesOptions } from "./ses.ts";
-export { sphereNeighbors, zeroOrderSearch, type ZeroOrderOptions } from "./zeroOrder.ts";
+export { sphereNeighbors, zeroOrderSearch, type ZeroOrderOptions } from "./zero_order.ts";
 export { type Denoiser, type DenoiseResult, pathRounds, pathSearch, type PathSearchOptions } from "./paths.ts";
 export * from "./verifiers.ts";
-export {
-  type CandidateEvent,
-  type CandidateRecord,
-  type CandidateRenderer,
-  isSearchName,
-  type Rendering,
-  replayCandidate,
-  runSearch,
-  type RunSearchOptions,
-  type RunSearchResult,
-  SEARCH_NAMES,
-  type SearchName,
-} from "./run.ts";
+export { isSearchName, searchByName, SEARCH_NAMES, type SearchName } from "./by_name.ts";

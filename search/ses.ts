@@ -1,6 +1,6 @@
 // SES, Spectral Evolution Search (DiffSynth-Studio `ses_search`, arXiv 2602.03208), on our GPU Haar transform and
 // RNG. The base noise is split once (haarDwt2d, `level` levels, pywt 'db1'/'symmetric' semantics); its detail bands
-// stay fixed and the cross-entropy method of sesCore.ts (the one checked against the ses_dwt fixture) searches the
+// stay fixed and the cross-entropy method of ses_core.ts (the one checked against the ses_dwt fixture) searches the
 // low band, D = C·⌈H/2^L⌉·⌈W/2^L⌉ numbers, from N(0, I). A candidate is its low band uploaded and inverse-transformed
 // with the fixed details. Defaults as upstream: popsize 10, 5 elites, level 4; generations = budget // popsize + 5,
 // cut off when the budget is spent. The base noise itself is never scored (it only supplies the details).
@@ -11,7 +11,7 @@
 import { Tensor } from "../core/index.ts";
 import { haarDwt2d, haarIdwt2d } from "../kernels/haar.ts";
 import { checkInt, checkSearchOptions, Evaluation, NoiseStream, type SearchOptions, type SearchResult } from "./objective.ts";
-import { SesCem, sesMaxGenerations, type SesSettings } from "./sesCore.ts";
+import { SesCem, sesMaxGenerations, type SesSettings } from "./ses_core.ts";
 
 export interface SesOptions extends SearchOptions {
   /** Candidates per generation (default 10). */

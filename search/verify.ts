@@ -11,7 +11,7 @@
 import { concatArrays, type Device, Tensor } from "../core/index.ts";
 import { CaseError, type LoadedCase, registerCase } from "../core/verify.ts";
 import { haarDwt2d, type HaarCoeffs, haarIdwt2d } from "../kernels/haar.ts";
-import { sesReplay } from "./sesCore.ts";
+import { sesReplay } from "./ses_core.ts";
 
 interface SearchBlock {
   shape: number[];

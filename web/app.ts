@@ -1,6 +1,6 @@
 // The browser app served by `flux2ts serve`: the whole run happens in this tab on its own WebGPU device; the server
 // only serves files. Design:
-// - One orchestration: models/generation.ts (the CLI's `generate` runs the same), fed from the form. Its events
+// - One orchestration: generate/generation.ts (the CLI's `generate` runs the same), fed from the form. Its events
 //   drive the page: every scored candidate becomes a gallery card (thumbnail, score, generation/round) and a point
 //   of the plot (best score against evaluations, NFE on the top axis); sampler steps move the progress bar.
 // - Settings live in the form, whose field names are `generate`'s flags; the query string fills the form, and a run
@@ -26,8 +26,9 @@ import {
   imageRgb8,
   VERIFIER_NAMES,
   type VerifierName,
-} from "../models/generation.ts";
-import { isSearchName, type CandidateEvent } from "../search/run.ts";
+} from "../generate/generation.ts";
+import { isSearchName } from "../search/by_name.ts";
+import type { CandidateEvent } from "../generate/run_search.ts";
 
 /** Form fields that are `generate` flags (and query parameters). */
 const FLAGS = ["prompt", "negative-prompt", "guidance", "width", "height", "steps", "seed", "search", "budget", "verifier", "batch", "model", "reward-model", "reward-processor"] as const;

@@ -1,4 +1,4 @@
-// The library bundles for browsers: core/, kernels/, models/ and search/ go through `bun build --target browser`
+// The library bundles for browsers: core/, kernels/, models/, search/ and generate/ go through `bun build --target browser`
 // into one ES module, and their sources use no Node, Bun or Deno API except through core/platform.ts, whose
 // runtime-only imports are dynamic imports of a variable (left alone by bundlers, never reached in a browser).
 import { describe, expect, test } from "bun:test";
@@ -6,7 +6,7 @@ import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { ROOT } from "./harness.ts";
 
-const FOLDERS = ["core", "kernels", "models", "search"];
+const FOLDERS = ["core", "kernels", "models", "search", "generate"];
 const RUNTIME_API = /\b(Deno|Bun)\.\w|\bprocess\.(env|argv|exit|versions|stdout|stderr|cwd)\b|\bfrom\s+["'](node:|fs|path|os|child_process)|\brequire\(|\bimport\(\s*["']node:|\bBuffer\./;
 
 describe("browser bundle", () => {

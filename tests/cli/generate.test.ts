@@ -1,5 +1,5 @@
-// `flux2ts generate` on the tiny fixture repos (32×32, 2 steps): the library (models/generation.ts over
-// search/run.ts) in-process with the models loaded once — every search, the log's contract (evals = budget,
+// `flux2ts generate` on the tiny fixture repos (32×32, 2 steps): the library (generate/generation.ts over
+// generate/run_search.ts) in-process with the models loaded once — every search, the log's contract (evals = budget,
 // bestScore = the best candidate's score, nfe), events, every verifier, and replays bit-identical to the original
 // images — then the CLI as a child process: one-line errors for user mistakes, and the end-to-end run (model ids
 // through a loopback ModelScope server into a cold cache, with --save-all and the JSON log), repeated --offline
@@ -9,7 +9,7 @@ import { type Device, joinPath, readText, runtime, type Tensor } from "../../cor
 import { readPng } from "../../core/png.ts";
 import { PickScore } from "../../models/clip/pickscore.ts";
 import { Flux2Pipeline } from "../../models/flux2/pipeline.ts";
-import { type GenerationEvent, type GenerationModels, type GenerationSettings, generateWithSearch, imageRgb8, replayGeneration } from "../../models/generation.ts";
+import { type GenerationEvent, type GenerationModels, type GenerationSettings, generateWithSearch, imageRgb8, replayGeneration } from "../../generate/generation.ts";
 import { startHubServer } from "../hub/server.ts";
 import { FIXTURES, testDevice } from "../util.ts";
 

@@ -2,7 +2,7 @@ import { describe, expect, test } from "bun:test";
 import { joinPath, writeSafetensors } from "../../core/index.ts";
 import { CaseError, type CaseJson, compare, globMatcher, loadCase, registerCase, verifyCase } from "../../core/verify.ts";
 import { run } from "../../cli/verify.ts";
-import { sesReplay } from "../../search/sesCore.ts";
+import { sesReplay } from "../../search/ses_core.ts";
 import { FIXTURES, testDevice } from "../util.ts";
 
 const FIXTURE = `${FIXTURES}/ses_dwt`;

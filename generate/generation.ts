@@ -1,5 +1,7 @@
-// Text to image with noise search: a loaded Flux2Pipeline and a PickScore model wired to search/run.ts. Shared by
-// `flux2ts generate` and the browser app, so it touches no runtime API and no files.
+// Text to image with noise search: a loaded Flux2Pipeline (models/flux2), a PickScore model (models/clip) and a
+// verifier (search/verifiers.ts) wired to run_search.ts. The generate/ layer sits above models/ and search/ so that
+// neither knows the other; shared by `flux2ts generate` and the browser app, so it touches no runtime API and no
+// files.
 // Design:
 // - Seeds: the base noise is sample 0 of stream `seed` (what `generate --seed s --search none` renders); the
 //   search draws from stream seed + 2^32 (a different Philox key), so a search never re-draws the base noise.
@@ -17,12 +19,13 @@ import type { Tensor } from "../core/index.ts";
 import type { Image8 } from "../core/png.ts";
 import { concat, slice, unpackLatents } from "../kernels/layout.ts";
 import { averageRanks, clipScoreVerifier, pickScoreVerifier, selfSupervisedScores } from "../search/verifiers.ts";
+import type { PickScore } from "../models/clip/pickscore.ts";
+import { TRUNC_UINT8 } from "../models/clip/preprocess.ts";
+import { disposeConditioning, type Flux2Pipeline } from "../models/flux2/pipeline.ts";
+import type { FlowMatchSchedule } from "../models/flux2/scheduler.ts";
+import { SEARCH_NAMES, type SearchName } from "../search/by_name.ts";
 import { pathRounds, type Denoiser } from "../search/paths.ts";
-import { type CandidateEvent, type CandidateRecord, type CandidateRenderer, replayCandidate, type Rendering, runSearch, SEARCH_NAMES, type SearchName } from "../search/run.ts";
-import type { PickScore } from "./clip/pickscore.ts";
-import { TRUNC_UINT8 } from "./clip/preprocess.ts";
-import { disposeConditioning, type Flux2Pipeline } from "./flux2/pipeline.ts";
-import type { FlowMatchSchedule } from "./flux2/scheduler.ts";
+import { type CandidateEvent, type CandidateRecord, type CandidateRenderer, replayCandidate, type Rendering, runSearch } from "./run_search.ts";
 
 export const VERIFIER_NAMES = ["pickscore", "clipscore", "self", "ensemble"] as const;
 export type VerifierName = (typeof VERIFIER_NAMES)[number];

@@ -1,29 +1,25 @@
-// Runs a noise search by name and records what the CLI and the browser gallery show: every candidate's score, its
-// image (handed to a callback while it is alive), the best image, and a log that can replay any candidate.
+// Runs a noise search by name over rendered candidates and records what the CLI and the browser gallery show: every
+// candidate's score, its image (handed to a callback while it is alive), the best image, and a log that can replay
+// any candidate. The algorithms live in search/ and see only objective(noises) → scores; this file is where
+// candidates become images.
 // Design:
 // - The caller supplies a `CandidateRenderer`: render(xs) turns candidates (noises; clean latents for "paths") into
-//   images [n, 3, H, W], score(rendering) scores them. run.ts turns it into the searches' Objective; the rendering
+//   images [n, 3, H, W], score(rendering) scores them. This file turns it into the searches' Objective; the rendering
 //   of the last objective call is kept until the search's history entries for its rows have been reported (the
 //   Evaluation reports them right after the call returns), so each "candidate" event carries its own image row.
 // - Callbacks may return a promise (e.g. a readback of the image); the image stays valid until it settles.
 // - Best image: the first strict maximum of all scores (paths: of its last round, whose samples are final; earlier
 //   rounds score x̂0 predictions), kept as a row of its own; it is what earned the search's bestScore.
-// - Replay: every search here is a pure function of (seed, the scores it was fed, the batch size): `replay`
+// - Replay: every search is a pure function of (seed, the scores it was fed, the batch size): `replayCandidate`
 //   feeds the recorded scores back instead of rendering and scoring, and renders only the objective call that
 //   holds the wanted candidate (the same batch of candidates, so the same bytes), then stops. No transformer calls
 //   for noise searches; "paths" still runs its denoiser (its candidates are states, not noises).
-// - "none" is best-of-1: the base noise rendered and scored once.
-// Browser-safe: no runtime APIs; never imports models/.
+// Browser-safe: no runtime APIs; knows no model (generation.ts wires the models in).
 import type { Tensor } from "../core/index.ts";
 import { slice } from "../kernels/layout.ts";
-import { type HistoryEntry, retain, type SearchResult, withNfe } from "./objective.ts";
-import { type Denoiser, pathSearch } from "./paths.ts";
-import { randomSearch } from "./random.ts";
-import { sesSearch } from "./ses.ts";
-import { zeroOrderSearch } from "./zeroOrder.ts";
-
-export const SEARCH_NAMES = ["none", "random", "zero-order", "paths", "ses"] as const;
-export type SearchName = (typeof SEARCH_NAMES)[number];
+import { searchByName, type SearchName } from "../search/by_name.ts";
+import { type HistoryEntry, retain, type SearchResult, withNfe } from "../search/objective.ts";
+import type { Denoiser } from "../search/paths.ts";
 
 /** Images of rendered candidates plus whatever else their scorer needs (disposed together). */
 export interface Rendering {
@@ -100,18 +96,6 @@ export interface RunSearchResult {
   nfe: number;
 }
 
-const searches = {
-  none: randomSearch,
-  random: randomSearch,
-  "zero-order": zeroOrderSearch,
-  ses: sesSearch,
-  paths: pathSearch,
-} as const;
-
-export function isSearchName(s: string): s is SearchName {
-  return (SEARCH_NAMES as readonly string[]).includes(s);
-}
-
 /** Row r of [n, ...] as [1, ...]: a view when n = 1, else a copy. */
 const row = (t: Tensor, r: number): Tensor => (t.shape[0] === 1 ? retain(t) : slice(t, 0, r, r + 1));
 
@@ -122,19 +106,8 @@ const disposeRendering = (r: Rendering) => {
 
 /** Runs the search with the objective `fn`, counting denoiser NFE for "paths". */
 function launch(o: RunSearchOptions, fn: (xs: Tensor[]) => Promise<number[]>, onEval: (h: HistoryEntry) => void, countNfe: (n: number) => void): Promise<SearchResult> {
-  if (!isSearchName(o.search)) throw new Error(`runSearch: unknown search "${o.search}" (one of ${SEARCH_NAMES.join(", ")})`);
-  const common = {
-    baseNoise: o.baseNoise,
-    objective: withNfe(fn, o.renderer.nfePerEval),
-    budget: o.search === "none" ? 1 : o.budget,
-    seed: o.seed,
-    batch: o.batch ?? 1,
-    onEval,
-  };
-  if (o.search !== "paths") return searches[o.search](common);
   const d = o.denoiser;
-  if (!d) throw new Error('runSearch: "paths" needs a denoiser');
-  const counted: Denoiser = {
+  const counted: Denoiser | undefined = d && {
     sigmas: d.sigmas,
     nfePerStep: d.nfePerStep,
     denoise(xs, from, to) {
@@ -142,7 +115,15 @@ function launch(o: RunSearchOptions, fn: (xs: Tensor[]) => Promise<number[]>, on
       return d.denoise(xs, from, to);
     },
   };
-  return pathSearch({ ...common, denoiser: counted });
+  return searchByName(o.search, {
+    baseNoise: o.baseNoise,
+    objective: withNfe(fn, o.renderer.nfePerEval),
+    budget: o.budget,
+    seed: o.seed,
+    batch: o.batch ?? 1,
+    onEval,
+    denoiser: counted,
+  });
 }
 
 /** Runs `search`, reporting every candidate with its image; returns the result, the best image and the log. */
