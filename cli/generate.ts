@@ -22,7 +22,7 @@ import {
 } from "../generate/generation.ts";
 import { SEARCH_NAMES } from "../search/by_name.ts";
 import { intFlag, type Parsed, parseArgs, strFlag, UsageError } from "./args.ts";
-import { contactSheet } from "./contactSheet.ts";
+import { contactSheet } from "./contact_sheet.ts";
 import { formatSeconds, ProgressLine } from "./progress.ts";
 import { locateModel, openDevice } from "./resolve.ts";
 
