@@ -9,7 +9,7 @@
 //   for pickscore_on_uint8_round); the generated image itself is scored too and reported in a note.
 import { type Device, joinPath, Tensor } from "../../core/index.ts";
 import { CaseError, type LoadedCase, registerCase } from "../../core/verify.ts";
-import { addRepoStage, type RepoImage } from "../flux2/pipeline_verify.ts";
+import { addRepoStage, type RepoImage } from "../flux2/verify.ts";
 import { Weights } from "../weights.ts";
 import { type ClipConfig, ClipModel } from "./model.ts";
 import { cosines, normalizeRows, PickScore, type ScoreImages } from "./pickscore.ts";

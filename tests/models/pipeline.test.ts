@@ -6,7 +6,7 @@ import { describe, expect, test } from "bun:test";
 import { type Device, joinPath, readText, Tensor } from "../../core/index.ts";
 import { concat, slice } from "../../kernels/layout.ts";
 import { disposeConditioning, Flux2Pipeline, latentIds } from "../../models/flux2/pipeline.ts";
-import "../../models/flux2/pipeline_verify.ts";
+import "../../models/flux2/verify.ts";
 import { Flux2Transformer } from "../../models/flux2/transformer.ts";
 import { Flux2Vae } from "../../models/flux2/vae.ts";
 import { textIds } from "../../models/qwen3/prompt.ts";
