@@ -3,6 +3,4 @@
 import "../search/verify.ts";
 import "../models/flux2/verify.ts";
 import "../models/qwen3/verify.ts";
-import "../models/flux2/pipeline_verify.ts";
-import "../models/flux2/vae_verify.ts";
 import "../models/clip/verify.ts";

@@ -9,13 +9,16 @@ import { env } from "./host.ts";
 export const help = `flux2ts verify <case-dir> [--json] [--only pattern]
 
 Loads case.json, io.safetensors (and weights.safetensors) from <case-dir>, runs the runner registered for the
-case's kind on the GPU and compares each expected tensor: max abs error, relative error ‖ours − ref‖/‖ref‖ and
-PASS when |ours − ref| <= atol (+ rtol·|ref|) everywhere, with the case's suggested tolerances.
+case's kind on the GPU and compares each expected tensor (and the token ids the runner recomputes): max abs error,
+relative error ‖ours − ref‖/‖ref‖ and PASS when |ours − ref| <= atol (+ rtol·|ref|) everywhere. Bounds are the
+case's suggested tolerances, else a rule the runner names (shown in the table); a tensor with neither FAILs. A
+tensor the runner does not produce is MISSING, unless the runner declares it does not produce that debug tensor:
+then it is SKIP (counted, with the reason).
 
   --json           print the result as JSON instead of a table
   --only pattern   compare only tensors matching a glob (* and ?; several separated by commas)
 
-Exit code: 0 all PASS, 1 any FAIL or MISSING output, 2 malformed case, unknown kind or other error.
+Exit code: 0 all PASS or SKIP, 1 any FAIL or MISSING, 2 malformed case, unknown kind or other error.
 Set FLUX2TS_TRACE=1 to get stack traces.
 Known case kinds: ${knownKinds().join(", ")}`;
 

@@ -5,11 +5,12 @@
 //   in io.safetensors with the declared shape. Any problem is a CaseError (the CLI exits 2).
 // - Dispatch: case.json's `case` field names the kind; a registration may also claim cases by a predicate (for
 //   folders whose `case` is not a kind, e.g. numbered end-to-end cases).
-// - Comparison, per expected tensor the runner produced (outputs always, debug when produced): max abs error and
-//   ‖ours − ref‖/‖ref‖; PASS iff |ours − ref| ≤ atol + rtol·|ref| everywhere. An output the runner did not produce
-//   is MISSING (a failure). Tolerances come from suggested_tolerance (exact name, else the longest matching glob),
-//   then the runner's own defaults, else a stated fallback: integers exact (uint8 ±1), floats the case's loosest float
-//   suggested atol scaled by max(1, max|ref|).
+// - Comparison, per expected tensor (every output and debug tensor, and any input the runner recomputes, such as
+//   token ids): max abs error and ‖ours − ref‖/‖ref‖; PASS iff |ours − ref| ≤ atol + rtol·|ref| everywhere.
+// - Nothing passes unchecked: an output or debug tensor the runner did not produce is MISSING (a failure), unless it
+//   is a debug tensor the runner declares it does not produce (`notProduced`, with the reason): then it is SKIP,
+//   counted in the summary. Every compared tensor's bound is the case's suggested_tolerance (exact name, else the
+//   longest matching glob) or a named rule of the runner; a tensor with neither FAILs. There is no fallback bound.
 import type { Device } from "./device.ts";
 import { exists, joinPath, readText } from "./platform.ts";
 import { openSafetensors, type SafetensorsFile } from "./safetensors.ts";
@@ -57,26 +58,37 @@ export interface LoadedCase {
 
 export type Runner = (c: LoadedCase, dev: Device) => Promise<Map<string, Float32Array>>;
 
-interface Registration {
+/** A runner's bound for tensors a case gives none for, named by why it is right (shown in the table). */
+export interface Rule extends Tolerance {
+  rule: string;
+}
+
+/** Integers (ids, masks, coordinates) are exact. */
+export const EXACT: Rule = { atol: 0, rule: "integers: exact" };
+
+/** How a runner's results are judged beyond the case's own tolerances (names or globs as keys). */
+export interface Judging {
+  /** Bounds for tensors the case gives none for. */
+  rules?: Record<string, Rule>;
+  /** Debug tensors the runner does not produce, each with the reason; they print as SKIP. */
+  notProduced?: Record<string, string>;
+}
+
+interface Registration extends Judging {
   kind: string;
   runner: Runner;
   match?: (json: CaseJson, dir: string) => boolean;
-  tolerance: Record<string, Tolerance>;
 }
 
 const registry: Registration[] = [];
 
 /**
- * Registers the runner of a case kind (case.json `case`). `match` claims other cases too; `tolerance` gives
- * bounds (names or globs) for tensors the case itself has no suggested tolerance for.
+ * Registers the runner of a case kind (case.json `case`). `match` claims other cases too; `rules` bound tensors the
+ * case itself gives no tolerance for; `notProduced` names the debug tensors the runner does not produce.
  */
-export function registerCase(
-  kind: string,
-  runner: Runner,
-  opts: { match?: (json: CaseJson, dir: string) => boolean; tolerance?: Record<string, Tolerance> } = {},
-): void {
+export function registerCase(kind: string, runner: Runner, opts: Judging & { match?: (json: CaseJson, dir: string) => boolean } = {}): void {
   if (registry.some((r) => r.kind === kind)) throw new Error(`registerCase: kind "${kind}" is registered twice`);
-  registry.push({ kind, runner, match: opts.match, tolerance: opts.tolerance ?? {} });
+  registry.push({ ...opts, kind, runner });
 }
 
 export function knownKinds(): string[] {
@@ -162,62 +174,67 @@ export async function loadCase(dir: string, only?: string): Promise<LoadedCase> 
   };
 }
 
-export type Status = "PASS" | "FAIL" | "MISSING";
+export type Status = "PASS" | "FAIL" | "MISSING" | "SKIP";
 
 export interface Row {
   name: string;
-  section: "outputs" | "debug";
+  /** "inputs" only for inputs the runner recomputes (token ids and masks). */
+  section: "inputs" | "outputs" | "debug";
   status: Status;
   maxAbsErr: number;
   relErr: number;
   maxAbsRef: number;
+  /** NaN when no bound applies (SKIP, MISSING, or no tolerance at all, which FAILs). */
   atol: number;
   rtol: number;
-  /** Where the bound came from: "case", "runner" or "default". */
-  tolSource: "case" | "runner" | "default";
+  /** Where the bound came from: the case's suggested_tolerance, a runner's named rule, or nowhere. */
+  tolSource: "case" | "runner" | "none";
+  /** The runner rule's name. */
+  rule?: string;
   note?: string;
 }
 
-function lookupTolerance(table: Record<string, Tolerance>, name: string): Tolerance | undefined {
-  if (table[name]) return table[name];
-  const globs = Object.keys(table).filter((p) => /[*?]/.test(p) && globMatcher(p)(name)).sort((a, b) => b.length - a.length);
+/** `name`'s entry in a table keyed by names or patterns (globs, comma lists): the exact name, else the longest match. */
+function lookup<T>(table: Record<string, T>, name: string): T | undefined {
+  if (Object.hasOwn(table, name)) return table[name];
+  const globs = Object.keys(table).filter((p) => /[*?,]/.test(p) && globMatcher(p)(name)).sort((a, b) => b.length - a.length);
   return globs.length ? table[globs[0]] : undefined;
 }
 
-function toleranceFor(c: LoadedCase, runnerTol: Record<string, Tolerance>, name: string, spec: TensorSpec, maxRef: number): [Tolerance, Row["tolSource"]] {
-  const fromCase = lookupTolerance(c.json.suggested_tolerance ?? {}, name);
-  if (fromCase) return [fromCase, "case"];
-  const fromRunner = lookupTolerance(runnerTol, name);
-  if (fromRunner) return [fromRunner, "runner"];
-  if (/^[IU]\d+$/i.test(spec.dtype)) return [{ atol: spec.dtype.toUpperCase() === "U8" ? 1 : 0 }, "default"];
-  // Loosest bound among float tensors only: a uint8 image's ±1 must not become the bound of a score.
-  const specs = { ...c.json.inputs, ...c.json.outputs, ...c.json.debug };
-  const isInt = (pattern: string) => {
-    const names = Object.keys(specs).filter(globMatcher(pattern));
-    return names.length > 0 && names.every((n) => /^[IU]\d+$/i.test(specs[n].dtype));
-  };
-  const floatTols = Object.entries(c.json.suggested_tolerance ?? {}).filter(([k]) => !isInt(k));
-  const loosest = Math.max(0, ...floatTols.map(([, t]) => t.atol ?? 0));
-  return [{ atol: (loosest || 1e-5) * Math.max(1, maxRef) }, "default"];
-}
-
-/** Compares produced tensors with the case's expected ones; `runnerTol` bounds tensors the case gives none for. */
-export async function compare(c: LoadedCase, produced: Map<string, Float32Array>, runnerTol: Record<string, Tolerance> = {}): Promise<Row[]> {
+/** Compares produced tensors with the case's expected ones, judged as `judging` says (see the header). */
+export async function compare(c: LoadedCase, produced: Map<string, Float32Array>, judging: Judging = {}): Promise<Row[]> {
   const rows: Row[] = [];
-  const sections = [["outputs", c.json.outputs], ["debug", c.json.debug ?? {}]] as const;
+  const sections = [["inputs", c.json.inputs], ["outputs", c.json.outputs], ["debug", c.json.debug ?? {}]] as const;
   for (const [section, specs] of sections) {
-    for (const [name, spec] of Object.entries(specs)) {
+    for (const name of Object.keys(specs)) {
       if (!c.wants(name)) continue;
       const ours = produced.get(name);
-      if (!ours && section === "debug") continue;
+      if (!ours && section === "inputs") continue;
       const ref = await c.tensor(name);
       let maxRef = 0;
       for (const v of ref) maxRef = Math.max(maxRef, Math.abs(v));
-      const [tol, tolSource] = toleranceFor(c, runnerTol, name, spec, maxRef);
-      const rtol = tol.rtol ?? 0;
-      const row: Row = { name, section, status: "MISSING", maxAbsErr: NaN, relErr: NaN, maxAbsRef: maxRef, atol: tol.atol, rtol, tolSource };
+      const fromCase = lookup(c.json.suggested_tolerance ?? {}, name);
+      const fromRunner = fromCase ? undefined : lookup(judging.rules ?? {}, name);
+      const tol = fromCase ?? fromRunner;
+      const row: Row = {
+        name,
+        section,
+        status: "MISSING",
+        maxAbsErr: NaN,
+        relErr: NaN,
+        maxAbsRef: maxRef,
+        atol: tol?.atol ?? NaN,
+        rtol: tol ? (tol.rtol ?? 0) : NaN,
+        tolSource: fromCase ? "case" : fromRunner ? "runner" : "none",
+        rule: fromRunner?.rule,
+      };
       if (!ours) {
-        rows.push(row);
+        const reason = section === "debug" ? lookup(judging.notProduced ?? {}, name) : undefined;
+        rows.push(reason === undefined ? row : { ...row, status: "SKIP", note: `not produced by the runner: ${reason}` });
+        continue;
+      }
+      if (!tol) {
+        rows.push({ ...row, status: "FAIL", note: "no tolerance: case.json suggests none and the runner has no rule for it" });
         continue;
       }
       if (ours.length !== ref.length) {
@@ -227,7 +244,7 @@ export async function compare(c: LoadedCase, produced: Map<string, Float32Array>
       let maxErr = 0, num = 0, den = 0, ok = true;
       for (let i = 0; i < ref.length; i++) {
         const d = Math.abs(ours[i] - ref[i]);
-        if (!(d <= tol.atol + rtol * Math.abs(ref[i]))) ok = false; // a NaN fails here and propagates below
+        if (!(d <= row.atol + row.rtol * Math.abs(ref[i]))) ok = false; // a NaN fails here and propagates below
         maxErr = d > maxErr || Number.isNaN(d) ? d : maxErr;
         num += d * d;
         den += ref[i] * ref[i];
@@ -236,7 +253,7 @@ export async function compare(c: LoadedCase, produced: Map<string, Float32Array>
       rows.push({ ...row, status: ok ? "PASS" : "FAIL", maxAbsErr: maxErr, relErr: rel });
     }
   }
-  const expected = new Set([...Object.keys(c.json.outputs), ...Object.keys(c.json.debug ?? {})]);
+  const expected = new Set([...Object.keys(c.json.inputs), ...Object.keys(c.json.outputs), ...Object.keys(c.json.debug ?? {})]);
   const extra = [...produced.keys()].filter((n) => !expected.has(n));
   if (extra.length) c.notes.push(`produced but not in case.json (not compared): ${extra.join(", ")}`);
   return rows;
@@ -247,7 +264,7 @@ export interface VerifyResult {
   kind: string;
   rows: Row[];
   notes: string[];
-  /** 0 all PASS, 1 any FAIL or MISSING. */
+  /** 0 all PASS (or SKIP), 1 any FAIL or MISSING. */
   code: 0 | 1;
   seconds: number;
 }
@@ -258,9 +275,9 @@ export async function verifyCase(dir: string, dev: Device, opts: { only?: string
   const reg = findRegistration(c.json, dir);
   const t0 = performance.now();
   const produced = await reg.runner(c, dev);
-  const rows = await compare(c, produced, reg.tolerance);
+  const rows = await compare(c, produced, reg);
   if (opts.only && !rows.length) throw new CaseError(`--only "${opts.only}" selects none of the case's tensors`);
-  const code = rows.every((r) => r.status === "PASS") ? 0 : 1;
+  const code = rows.every((r) => r.status === "PASS" || r.status === "SKIP") ? 0 : 1;
   return { dir, kind: reg.kind, rows, notes: c.notes, code, seconds: (performance.now() - t0) / 1000 };
 }
 
@@ -270,11 +287,11 @@ const fmt = (x: number) => (Number.isNaN(x) ? "NaN" : x === 0 ? "0" : x.toExpone
 export function formatTable(r: VerifyResult): string {
   const head = ["tensor", "status", "max abs err", "bound", "rel err", "max |ref|"];
   const body = r.rows.map((row) => [
-    row.section === "debug" ? `${row.name} (debug)` : row.name,
+    row.section === "outputs" ? row.name : `${row.name} (${row.section === "debug" ? "debug" : "input"})`,
     row.status,
-    row.status === "MISSING" ? "-" : fmt(row.maxAbsErr),
-    `${fmt(row.atol)}${row.rtol ? ` + ${fmt(row.rtol)}·|ref|` : ""}${row.tolSource === "case" ? "" : ` (${row.tolSource})`}`,
-    row.status === "MISSING" ? "-" : fmt(row.relErr),
+    Number.isNaN(row.maxAbsErr) ? "-" : fmt(row.maxAbsErr),
+    Number.isNaN(row.atol) ? "-" : `${fmt(row.atol)}${row.rtol ? ` + ${fmt(row.rtol)}·|ref|` : ""}${row.rule ? ` (rule: ${row.rule})` : ""}`,
+    Number.isNaN(row.relErr) ? "-" : fmt(row.relErr),
     fmt(row.maxAbsRef),
   ]);
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
@@ -283,6 +300,6 @@ export function formatTable(r: VerifyResult): string {
   const out = [line(head), line(widths.map((w) => "-".repeat(w))), ...body.map(line)];
   for (const row of r.rows) if (row.note) out.push(`${row.name}: ${row.note}`);
   for (const n of r.notes) out.push(`note: ${n}`);
-  out.push(`${r.kind} (${r.dir}): ${count("PASS")} pass, ${count("FAIL")} fail, ${count("MISSING")} missing in ${r.seconds.toFixed(1)} s`);
+  out.push(`${r.kind} (${r.dir}): ${count("PASS")} pass, ${count("FAIL")} fail, ${count("MISSING")} missing, ${count("SKIP")} skipped (declared not produced) in ${r.seconds.toFixed(1)} s`);
   return out.join("\n");
 }

@@ -4,12 +4,12 @@
 //   pixel_values (so preprocessing errors would show downstream too); text from the case's ids and mask; the
 //   normalised embeddings, PickScore, its logit-scaled variant and every hidden state.
 // - the end-to-end repos/expected/<n> cases: a stage of the flux2 runner (`addRepoStage`) that loads the case's
-//   PickScore and processor repos, tokenizes the prompt (checked against clip_input_ids, a note) and scores the
+//   PickScore and processor repos, tokenizes the prompt (compared with clip_input_ids and its mask: a mismatch fails) and scores the
 //   case's stored uint8 images (DiffSynth's truncated one for pickscore with both backends, diffusers' rounded one
 //   for pickscore_on_uint8_round); the generated image itself is scored too and reported in a note.
 import { type Device, joinPath, Tensor } from "../../core/index.ts";
-import { CaseError, type LoadedCase, registerCase } from "../../core/verify.ts";
-import { addRepoStage, type RepoImage } from "../flux2/pipeline_verify.ts";
+import { CaseError, EXACT, type LoadedCase, registerCase } from "../../core/verify.ts";
+import { addRepoStage, type RepoImage } from "../flux2/verify.ts";
 import { Weights } from "../weights.ts";
 import { type ClipConfig, ClipModel } from "./model.ts";
 import { cosines, normalizeRows, PickScore, type ScoreImages } from "./pickscore.ts";
@@ -96,14 +96,18 @@ export async function loadCasePickScore(c: LoadedCase, dev: Device): Promise<Pic
 }
 
 /**
- * PickScore outputs of an end-to-end case (clip_pixel_values[_pil_backend], image_embeds, text_embeds, pickscore,
- * pickscore_logit_scaled, pickscore_pil_backend, pickscore_on_uint8_round) for a prompt and images.
+ * PickScore outputs of an end-to-end case (clip_input_ids, clip_attention_mask, clip_pixel_values[_pil_backend],
+ * image_embeds, text_embeds, pickscore, pickscore_logit_scaled, pickscore_pil_backend, pickscore_on_uint8_round) for
+ * a prompt and images.
  */
 export async function repoPickScore(ps: PickScore, prompt: string, images: RepoScoreImages): Promise<Outputs> {
   const out: Outputs = new Map();
   const text = await ps.textEmbedding(prompt);
   const ids = Int32Array.from(ps.tokenizer.encode(prompt));
-  out.set("text_embeds", await read(ps.model.textEmbeds(ids, new Int32Array(ids.length).fill(1), 1)));
+  const mask = new Int32Array(ids.length).fill(1);
+  out.set("clip_input_ids", Float32Array.from(ids));
+  out.set("clip_attention_mask", Float32Array.from(mask));
+  out.set("text_embeds", await read(ps.model.textEmbeds(ids, mask, 1)));
   const q = images.quantize ?? { trunc: DIFFSYNTH_UINT8, round: ROUND_UINT8 };
   const pil = new ClipPreprocessor(ps.model.dev, ps.preprocessor.cfg, "pil");
   const runs = [
@@ -133,12 +137,6 @@ export async function repoPickScore(ps: PickScore, prompt: string, images: RepoS
 async function repoStage(c: LoadedCase, dev: Device, img: RepoImage): Promise<Outputs> {
   const ps = await loadCasePickScore(c, dev);
   try {
-    const ids = ps.tokenizer.encode(img.prompt);
-    if (c.has("clip_input_ids")) {
-      const ref = await c.tensor("clip_input_ids");
-      const same = ref.length === ids.length && ids.every((v, i) => v === ref[i]);
-      c.notes.push(same ? `clip_input_ids: all ${ids.length} match` : `clip_input_ids: MISMATCH, ours [${ids}] vs [${ref}]`);
-    }
     const own = await repoPickScore(ps, img.prompt, { trunc: img.decoded, round: img.image });
     if (!c.has("image_uint8_trunc") || !c.has("image_uint8_round")) return own;
     const [H, W] = c.shape("image_uint8_trunc");
@@ -158,5 +156,8 @@ async function repoStage(c: LoadedCase, dev: Device, img: RepoImage): Promise<Ou
 
 // The case gives no bound for pixel values: both resizes are reproduced exactly, so float rounding is the bound
 // (one uint8 step of a differing resize would be ~0.015).
-registerCase("clip_pickscore", runClipPickScore, { tolerance: { "pixel_values*": { atol: 1e-5 } } });
-addRepoStage(repoStage);
+registerCase("clip_pickscore", runClipPickScore, { rules: { "pixel_values*": { atol: 1e-5, rule: "both resizes reproduced exactly: float rounding" } } });
+addRepoStage(repoStage, {
+  "pickscore_pil_backend,pickscore_on_uint8_round": { atol: 5e-6, rule: "the same cosine on other pixels: pickscore's bound" },
+  "clip_input_ids,clip_attention_mask": { ...EXACT, rule: "token ids and mask: exact" },
+});

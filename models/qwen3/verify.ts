@@ -6,7 +6,7 @@
 // buffer to that dtype too: the runner loads with ropeFreqDType = the embedding table's dtype (measured on the
 // shared case: f32 frequencies give max err 2.3e-5 > 2e-5, bf16 ones 2.4e-7).
 import { type Device, joinPath, safetensorsDType } from "../../core/index.ts";
-import { CaseError, type LoadedCase, registerCase } from "../../core/verify.ts";
+import { CaseError, EXACT, type LoadedCase, registerCase } from "../../core/verify.ts";
 import { Weights } from "../weights.ts";
 import { type Qwen3Config, Qwen3Encoder } from "./encoder.ts";
 import { textIds } from "./prompt.ts";
@@ -44,4 +44,4 @@ async function runQwen3(c: LoadedCase, dev: Device): Promise<Map<string, Float32
   return out;
 }
 
-registerCase("qwen3_text_encoder", runQwen3);
+registerCase("qwen3_text_encoder", runQwen3, { rules: { text_ids: EXACT } });

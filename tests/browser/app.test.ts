@@ -10,7 +10,7 @@ import { decodePng } from "../../core/png.ts";
 import { FIXTURES } from "../util.ts";
 import { ARTIFACTS, type Browser, hasChromium, launch, ROOT, type Served, serve, settled } from "./harness.ts";
 
-const run = hasChromium ? test : test.skip;
+const run = test.skipIf(!hasChromium);
 const REPOS = `${FIXTURES}/repos`;
 const MODELS = { model: "black-forest-labs/FLUX.2-klein-tiny", "reward-model": "AI-ModelScope/PickScore-tiny", "reward-processor": "laion/CLIP-ViT-H-14-tiny-processor" };
 const SETTINGS = { prompt: "sketch, a cat", width: "32", height: "32", steps: "2", seed: "3", search: "ses", budget: "4", verifier: "pickscore" };
@@ -52,7 +52,7 @@ describe("browser app", () => {
     server?.stop();
   });
 
-  run("SES from a shared link: gallery, #best, downloads and the CLI's result", async () => {
+  run("SES from a shared link: gallery, #best, downloads and the CLI's result (skipped without /usr/bin/chromium)", async () => {
     const cli = await cliRun(join(ARTIFACTS, "browser-cli.png"));
     const { page } = browser!;
     const query = new URLSearchParams({ ...SETTINGS, ...MODELS, autorun: "1" });

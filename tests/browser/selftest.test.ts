@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { FIXTURES } from "../util.ts";
 import { type Browser, hasChromium, launch, type Served, serve, settled } from "./harness.ts";
 
-const run = hasChromium ? test : test.skip;
+const run = test.skipIf(!hasChromium);
 
 describe("in-page self test", () => {
   let server: Served | undefined;
@@ -19,7 +19,7 @@ describe("in-page self test", () => {
     server?.stop();
   });
 
-  run("elementwise tests, flux2_transformer case and OPFS cache pass in the page", async () => {
+  run("elementwise tests, flux2_transformer case and OPFS cache pass in the page (skipped without /usr/bin/chromium)", async () => {
     const { page } = browser!;
     const t0 = performance.now();
     await page.goto(`${server!.url}selftest.html?case=flux2_transformer`);

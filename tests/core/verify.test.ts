@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { joinPath, writeSafetensors } from "../../core/index.ts";
-import { CaseError, type CaseJson, compare, globMatcher, loadCase, registerCase, verifyCase } from "../../core/verify.ts";
+import { CaseError, type CaseJson, compare, EXACT, formatTable, globMatcher, loadCase, registerCase, verifyCase } from "../../core/verify.ts";
 import { run } from "../../cli/verify.ts";
 import { sesReplay } from "../../search/ses_core.ts";
 import { FIXTURES, testDevice } from "../util.ts";
@@ -36,6 +36,18 @@ const fakeIo = () => ({
 });
 let fakeOutputs = new Map<string, Float32Array>();
 registerCase("verify_test_fake", async () => fakeOutputs);
+// The same case, from a runner that declares it does not produce the debug tensors "db*".
+registerCase("verify_test_declared", async () => fakeOutputs, { notProduced: { "db*": "the test runner has no such stage" } });
+// A case whose runner recomputes an input (token ids, as the end-to-end runner does from the prompt text).
+const tokenJson: CaseJson = {
+  case: "verify_test_tokens",
+  inputs: { ids: { shape: [3], dtype: "I32" } },
+  outputs: { y: { shape: [1], dtype: "F32" } },
+  suggested_tolerance: { y: { atol: 1e-6 } },
+};
+const tokenIo = () => ({ ids: { dtype: "I32", shape: [3], data: new Uint8Array(Int32Array.from([5, 6, 7]).buffer) }, y: f32([0.5]) });
+let ourIds = Float32Array.from([5, 6, 7]);
+registerCase("verify_test_tokens", async () => new Map([["ids", ourIds], ["y", Float32Array.from([0.5])]]), { rules: { ids: { ...EXACT, rule: "token ids: exact" } } });
 
 describe("verify", () => {
   test("the ses_dwt fixture passes every output and debug tensor", async () => {
@@ -43,13 +55,17 @@ describe("verify", () => {
     const r = await verifyCase(FIXTURE, dev);
     const c = await loadCase(FIXTURE);
     expect(r.kind).toBe("ses_dwt");
-    // Every output and every debug tensor except the recorded draws, which the replay consumes.
-    const debug = Object.keys(c.json.debug ?? {}).filter((n) => n !== "search_z_noise");
-    expect(r.rows.map((x) => x.name)).toEqual([...Object.keys(c.json.outputs), ...debug]);
+    // Every output and debug tensor; the recorded draws, which the replay consumes, are a declared SKIP.
+    expect(r.rows.map((x) => x.name)).toEqual([...Object.keys(c.json.outputs), ...Object.keys(c.json.debug ?? {})]);
     for (const row of r.rows) {
+      if (row.name === "search_z_noise") {
+        expect(row.status).toBe("SKIP");
+        continue;
+      }
       if (row.status !== "PASS") throw new Error(`${row.name}: ${row.status} max abs err ${row.maxAbsErr} > ${row.atol}`);
       expect(row.maxAbsErr).toBeLessThan(2e-6);
     }
+    expect(formatTable(r)).toMatch(/1 skipped \(declared not produced\)/);
     expect(r.code).toBe(0);
   }, 120_000);
 
@@ -64,7 +80,7 @@ describe("verify", () => {
     ]);
     let r = await verifyCase(dir, dev);
     const status = Object.fromEntries(r.rows.map((x) => [x.name, x.status]));
-    expect(status).toEqual({ a: "PASS", b: "PASS", c: "MISSING", n: "PASS" }); // dbg not produced: not compared
+    expect(status).toEqual({ a: "PASS", b: "PASS", c: "MISSING", n: "PASS", dbg: "MISSING" });
     expect(r.code).toBe(1);
     expect(r.notes.join()).toContain("extra");
     fakeOutputs = new Map([["a", Float32Array.from([1, 2, NaN])], ["b", Float32Array.from([1.7, 0, -1, 0])], ["c", new Float32Array(2)], ["dbg", Float32Array.from([5, 5])]]);
@@ -75,13 +91,50 @@ describe("verify", () => {
     await expect(verifyCase(dir, dev, { only: "zzz" })).rejects.toThrow(/selects none/);
   }, 60_000);
 
-  test("default tolerances for tensors the case gives none for", async () => {
+  test("a debug tensor the runner does not produce fails unless the runner declares it; declared ones print SKIP", async () => {
+    const dev = await testDevice();
+    const produced = new Map([["a", Float32Array.from([1, 2, 3])], ["b", Float32Array.from([1, 0, -1, 0])], ["c", Float32Array.from([0, 0, 0])], ["n", Float32Array.from([7, -3])]]);
+    fakeOutputs = produced;
+    const undeclared = await verifyCase(await writeCase(fakeJson, fakeIo()), dev);
+    expect(undeclared.rows.find((x) => x.name === "dbg")!.status).toBe("MISSING");
+    expect(undeclared.code).toBe(1);
+    const dir = await writeCase({ ...fakeJson, case: "verify_test_declared" }, fakeIo());
+    const declared = await verifyCase(dir, dev);
+    const dbg = declared.rows.find((x) => x.name === "dbg")!;
+    expect([dbg.status, dbg.note]).toEqual(["SKIP", "not produced by the runner: the test runner has no such stage"]);
+    expect(declared.code).toBe(0);
+    const table = formatTable(declared);
+    expect(table).toMatch(/^dbg \(debug\) +SKIP /m);
+    expect(table).toMatch(/4 pass, 0 fail, 0 missing, 1 skipped \(declared not produced\)/);
+    expect(await run([dir])).toBe(0);
+    fakeOutputs = new Map([...produced, ["dbg", Float32Array.from([5, 6])]]); // produced after all: compared
+    expect((await verifyCase(dir, dev)).rows.find((x) => x.name === "dbg")!.status).toBe("FAIL");
+  }, 60_000);
+
+  test("a token id or mask mismatch is a FAIL and the command exits 1", async () => {
+    const dev = await testDevice();
+    const dir = await writeCase(tokenJson, tokenIo());
+    ourIds = Float32Array.from([5, 6, 7]);
+    const same = await verifyCase(dir, dev);
+    expect(same.rows.map((x) => `${x.section} ${x.name}:${x.status}`)).toEqual(["inputs ids:PASS", "outputs y:PASS"]);
+    expect(await run([dir])).toBe(0);
+    ourIds = Float32Array.from([5, 6, 8]);
+    expect((await verifyCase(dir, dev)).rows[0].status).toBe("FAIL");
+    expect(await run([dir])).toBe(1);
+    ourIds = Float32Array.from([5, 6]);
+    expect(await run([dir])).toBe(1);
+  }, 60_000);
+
+  test("no fallback bound: a tensor with neither a case tolerance nor a runner rule fails; rules are named", async () => {
     const dir = await writeCase({ ...fakeJson, suggested_tolerance: { a: { atol: 1e-4 } } }, fakeIo());
     const c = await loadCase(dir);
-    const rows = await compare(c, new Map([["b", Float32Array.from([1, 0, -1, 0])], ["n", Float32Array.from([7, -2])]]), { "b*": { atol: 0.25 } });
-    const b = rows.find((x) => x.name === "b")!, n = rows.find((x) => x.name === "n")!;
-    expect([b.tolSource, b.atol]).toEqual(["runner", 0.25]);
-    expect([n.tolSource, n.atol, n.status]).toEqual(["default", 0, "FAIL"]); // integers compare exactly
+    const exact = new Map([["b", Float32Array.from([1, 0, -1, 0])], ["c", Float32Array.from([0, 0, 0])], ["n", Float32Array.from([7, -3])]]);
+    const rows = await compare(c, exact, { rules: { "b*": { atol: 0.25, rule: "test rule" } } });
+    const b = rows.find((x) => x.name === "b")!, n = rows.find((x) => x.name === "n")!, cc = rows.find((x) => x.name === "c")!;
+    expect([b.status, b.tolSource, b.atol, b.rule]).toEqual(["PASS", "runner", 0.25, "test rule"]);
+    // Exact values, but no bound anywhere: FAIL (the old fallback scaled the case's loosest atol by max|ref|).
+    expect([n.status, n.tolSource, cc.status]).toEqual(["FAIL", "none", "FAIL"]);
+    expect(n.note).toMatch(/no tolerance/);
     expect(globMatcher("dwt_*,x?")("dwt_s0")).toBe(true);
     expect(globMatcher("dwt_*,x?")("xy")).toBe(true);
     expect(globMatcher("dwt_*,x?")("xyz")).toBe(false);

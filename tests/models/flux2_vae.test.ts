@@ -6,7 +6,7 @@ import { joinPath, Tensor } from "../../core/index.ts";
 import { loadCase } from "../../core/verify.ts";
 import { concat } from "../../kernels/layout.ts";
 import { Weights } from "../../models/weights.ts";
-import "../../models/flux2/vae_verify.ts";
+import "../../models/flux2/verify.ts";
 import { type Flux2VaeConfig, Flux2Vae, imageBytes, toImageFloat } from "../../models/flux2/vae.ts";
 import { expectCasePasses, FIXTURES, maxAbsErr, rand, testDevice } from "../util.ts";
 

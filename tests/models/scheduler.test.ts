@@ -3,7 +3,7 @@
 // CPU float32 references on odd sizes, a single element and a grid past 65535 workgroups.
 import { describe, expect, test } from "bun:test";
 import { Tensor } from "../../core/index.ts";
-import "../../models/flux2/pipeline_verify.ts";
+import "../../models/flux2/verify.ts";
 import { axpby, lerpHalves } from "../../kernels/elementwise.ts";
 import { diffsynthFlux2Sigmas, empiricalMu, flowMatchSigmas, imageSeqLen } from "../../models/flux2/scheduler.ts";
 import { expectCasePasses, FIXTURES, maxAbsErr, rand, testDevice } from "../util.ts";
