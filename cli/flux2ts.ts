@@ -1,6 +1,8 @@
 #!/usr/bin/env bun
 // flux2ts command line: a thin dispatcher. Each command is a module in cli/ exporting `help` and `run(argv)`;
-// user mistakes are thrown as UsageError and printed as one line plus a hint, never as a stack trace.
+// user mistakes are thrown as UsageError and printed as one line plus a hint, never as a stack trace; so is the
+// loss of the GPU device (exit 1), which no stack trace would explain better.
+import { DeviceLostError } from "../core/device.ts";
 import { UsageError } from "./args.ts";
 import { exit, argv } from "./host.ts";
 
@@ -54,6 +56,10 @@ try {
     console.error(`flux2ts: ${e.message}`);
     if (e.hint) console.error(`hint: ${e.hint}`);
     exit(2);
+  }
+  if (e instanceof DeviceLostError) {
+    console.error(`flux2ts: ${e.message}`);
+    exit(1);
   }
   throw e;
 }

@@ -17,7 +17,12 @@
 // - Textures: only rgba32float 2D textures, as a kernel's private operand copy (`texture`, `releaseTexture`):
 //   a shader reads one with textureLoad (`texture_2d<f32>`) or fills one with textureStore
 //   (`texture_storage_2d<rgba32float, write>`). They count in allocatedBytes; a release submits, then destroys.
-// - Uncaptured WebGPU errors are collected and thrown at the next readback, so shader bugs never pass silently.
+// - Uncaptured WebGPU errors are collected and thrown at the next readback (or `sync`), so shader bugs never pass
+//   silently; a readback first waits for the compiler messages of the pipelines made so far, so a WGSL error always
+//   comes with the compiler's line and text (browsers report only "invalid shader module" as the uncaptured error).
+// - Device loss (a driver reset, the browser's GPU process gone, `destroy`) is one line, a `DeviceLostError`, thrown
+//   by the next readback or `sync` (work submitted after the loss is dropped); a readback pending at the loss throws
+//   it too, instead of failing with a blank message.
 import { gpu } from "./platform.ts";
 
 export interface Binding {
@@ -39,6 +44,11 @@ const WANTED_LIMITS = [
   "maxStorageBuffersPerShaderStage",
   "maxTextureDimension2D",
 ] as const;
+
+/** The device is gone: every later readback throws this (one line: the reason and the driver's message). */
+export class DeviceLostError extends Error {
+  override name = "DeviceLostError";
+}
 
 /** What `pipeline()` returns in dry-run mode: never dispatched. */
 const DRY_PIPELINE = {} as GPUComputePipeline;
@@ -119,8 +129,13 @@ export class Device {
   private arenaUsed = 0;
   private uniformBuf: GPUBuffer;
   private errors: string[] = [];
+  /** Compiler messages still being fetched (see `pipeline`); readbacks wait for them before reporting errors. */
+  private compiling: Promise<void>[] = [];
+  /** The loss as one line, once the device is lost; `lost` resolves with it. */
+  private lostLine: string | null = null;
+  readonly lost: Promise<string>;
   private scopes: Set<{ dispose(): void }>[] = [];
-  /** Bytes of GPU buffers currently allocated by this device (pooled free buffers included), and the peak. */
+  /** Bytes of GPU buffers this device holds now (pooled free buffers and readback staging included), and the peak. */
   allocatedBytes = 0;
   peakBytes = 0;
   /** Dispatches and submits since open: the bench and tests read these. */
@@ -133,7 +148,18 @@ export class Device {
     this.limits = Object.fromEntries(WANTED_LIMITS.map((k) => [k, Number(lim[k])])) as Device["limits"];
     this.features = new Set([...device.features].map(String));
     this.uniformBuf = device.createBuffer({ size: ARENA_BYTES, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
-    device.addEventListener?.("uncapturederror", (e) => this.errors.push(String((e as GPUUncapturedErrorEvent).error.message)));
+    const onError = (e: Event) => this.errors.push(String((e as GPUUncapturedErrorEvent).error.message));
+    if (typeof device.addEventListener === "function") device.addEventListener("uncapturederror", onError);
+    else (device as { onuncapturederror: unknown }).onuncapturederror = onError;
+    this.lost = device.lost.then((info) => {
+      const why = String(info.message ?? "").replace(/\s+/g, " ").trim();
+      return (this.lostLine = `the WebGPU device was lost (${info.reason ?? "unknown"}${why ? `: ${why}` : ""})`);
+    });
+  }
+
+  /** Throws DeviceLostError once the device is lost. */
+  private checkLost(): void {
+    if (this.lostLine) throw new DeviceLostError(this.lostLine);
   }
 
   /** Opens the default adapter with its own limits and the optional features it has. */
@@ -189,12 +215,16 @@ export class Device {
     let buf = exact ? undefined : this.free.get(size)?.pop();
     if (!buf) {
       buf = this.gpu.createBuffer({ size, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST });
-      this.allocatedBytes += size;
-      this.peakBytes = Math.max(this.peakBytes, this.allocatedBytes);
+      this.count(size);
       if (exact) this.exact.add(buf);
     }
     if (this.poison && !exact) this.fill({ buffer: buf, offset: 0, size }, 0x7fc00000);
     return buf;
+  }
+
+  private count(bytes: number): void {
+    this.allocatedBytes += bytes;
+    this.peakBytes = Math.max(this.peakBytes, this.allocatedBytes);
   }
 
   /** Returns a buffer to the pool (pooled sizes) or destroys it (exact sizes). */
@@ -252,17 +282,36 @@ export class Device {
   /** Reads `size` bytes back from a binding: the only place that waits for the GPU. */
   async read(b: Binding): Promise<Uint8Array> {
     if (this.dryRun) return new Uint8Array(b.size);
+    this.checkLost();
     const size = Math.ceil(b.size / 4) * 4;
     const staging = this.gpu.createBuffer({ size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
-    this.endPass();
-    this.encoder!.copyBufferToBuffer(b.buffer, b.offset, staging, 0, size);
-    this.flush();
-    await staging.mapAsync(GPUMapMode.READ);
-    const out = new Uint8Array(staging.getMappedRange().slice(0, b.size));
-    staging.unmap();
-    staging.destroy();
+    this.count(size);
+    try {
+      this.endPass();
+      this.encoder!.copyBufferToBuffer(b.buffer, b.offset, staging, 0, size);
+      this.flush();
+      await this.settle(staging.mapAsync(GPUMapMode.READ), "readback");
+      const out = new Uint8Array(staging.getMappedRange().slice(0, b.size));
+      staging.unmap();
+      return out;
+    } finally {
+      staging.destroy();
+      this.allocatedBytes -= size;
+    }
+  }
+
+  /**
+   * Waits for `work` (a map or the queue), then reports what went wrong meanwhile: the loss of the device, else
+   * the uncaptured errors (with the compiler messages of the pipelines made so far), else the failure of `work`.
+   */
+  private async settle(work: Promise<unknown>, what: string): Promise<void> {
+    const failed = await work.then(() => null, (e: unknown) => e);
+    // Runtimes fail a pending map before or after they announce the loss: give the announcement a moment.
+    if (failed && !this.lostLine) await Promise.race([this.lost, new Promise((r) => setTimeout(r, 50))]);
+    this.checkLost();
+    if (this.compiling.length) await Promise.all(this.compiling.splice(0));
     this.throwErrors();
-    return out;
+    if (failed) throw new Error(`WebGPU ${what} failed: ${(failed as Error).message || String(failed) || "no reason given"}`);
   }
 
   /** Fills a binding with a 32-bit pattern, in stream order. */
@@ -283,8 +332,7 @@ export class Device {
   /** Waits until everything submitted so far has run (benchmarks only). */
   async sync(): Promise<void> {
     this.flush();
-    await this.gpu.queue.onSubmittedWorkDone();
-    this.throwErrors();
+    await this.settle(this.gpu.queue.onSubmittedWorkDone(), "queue wait");
   }
 
   private throwErrors(): void {
@@ -308,9 +356,13 @@ export class Device {
       this.pipelines.set(wgsl, p);
       this.pipelineInfo.set(p, info);
       this.stats.pipelines++;
-      module.getCompilationInfo?.().then((info) => {
-        for (const m of info.messages) if (m.type === "error") this.errors.push(`WGSL line ${m.lineNum}: ${m.message}\n${wgsl}`);
-      });
+      const messages = module.getCompilationInfo?.().then(
+        (info) => {
+          for (const m of info.messages) if (m.type === "error") this.errors.push(`WGSL line ${m.lineNum}: ${m.message}\n${wgsl}`);
+        },
+        () => {}, // no compiler messages (a lost device): the uncaptured error or the loss says what happened
+      );
+      if (messages) this.compiling.push(messages);
     }
     return p;
   }
@@ -421,6 +473,11 @@ export class Device {
   /** Submits everything encoded so far (no wait). */
   flush(): void {
     if (!this.encoder) return;
+    if (this.lostLine) {
+      // Nothing runs on a lost device: the work is dropped, the next readback throws (disposal stays possible).
+      [this.pass, this.encoder, this.arenaUsed, this.dispatches] = [null, null, 0, 0];
+      return;
+    }
     this.endPass();
     if (this.arenaUsed) this.gpu.queue.writeBuffer(this.uniformBuf, 0, this.arena.buffer, 0, this.arenaUsed);
     this.gpu.queue.submit([this.encoder!.finish()]);
@@ -442,8 +499,7 @@ export class Device {
     const t = this.dryRun
       ? ({ ...size, destroy() {} } as unknown as GPUTexture)
       : this.gpu.createTexture({ size, format: "rgba32float", usage: GPUTextureUsage.TEXTURE_BINDING | GPUTextureUsage.STORAGE_BINDING });
-    this.allocatedBytes += width * height * 16;
-    this.peakBytes = Math.max(this.peakBytes, this.allocatedBytes);
+    this.count(width * height * 16);
     return t;
   }
 
@@ -469,7 +525,10 @@ export class Device {
   }
 
   /**
-   * Runs `fn`; every tensor created inside and not reachable from its result is disposed afterwards.
+   * Runs `fn`; every tensor (or other tracked disposable) created inside is disposed afterwards unless the result
+   * reaches it. The result is walked through arrays, plain objects, Maps (keys and values), Sets and the own
+   * properties of class instances, to any depth; not through closures, promises, typed arrays or a Device. A tensor
+   * that only a closure holds is disposed: `keep()` it. If `fn` throws, everything it created is disposed.
    * Scopes nest; do not interleave two scopes of one device across awaits.
    */
   async scope<T>(fn: () => Promise<T> | T): Promise<T> {
@@ -484,20 +543,32 @@ export class Device {
     } finally {
       this.scopes.splice(this.scopes.lastIndexOf(set), 1);
     }
-    const keep = new Set<unknown>();
-    const walk = (v: unknown, depth: number) => {
-      if (!v || typeof v !== "object" || depth > 4 || keep.has(v)) return;
-      keep.add(v);
-      if (Array.isArray(v)) v.forEach((x) => walk(x, depth + 1));
-      else if (Object.getPrototypeOf(v) === Object.prototype) Object.values(v).forEach((x) => walk(x, depth + 1));
-    };
-    walk(result, 0);
     const parent = this.scopes[this.scopes.length - 1];
-    for (const t of set) {
-      if (keep.has(t)) parent?.add(t);
-      else t.dispose();
+    for (const t of reachable(result, set)) {
+      set.delete(t);
+      parent?.add(t);
     }
+    for (const t of set) t.dispose();
     return result;
+  }
+
+  /**
+   * Runs a synchronous `fn`. If it throws, every tensor created inside (and not kept) is disposed, so an error path
+   * leaks nothing; if it returns, they stay as if created outside (the enclosing scope tracks them).
+   */
+  guard<T>(fn: () => T): T {
+    const set = new Set<{ dispose(): void }>();
+    this.scopes.push(set);
+    try {
+      return fn();
+    } catch (e) {
+      for (const t of set) t.dispose();
+      set.clear();
+      throw e;
+    } finally {
+      this.scopes.splice(this.scopes.lastIndexOf(set), 1);
+      for (const t of set) this.track(t);
+    }
   }
 
   destroy(): void {
@@ -507,6 +578,24 @@ export class Device {
     this.groupsOf.clear();
     this.gpu.destroy();
   }
+}
+
+/** The members of `tracked` that `root` reaches (see `Device.scope` for what the walk follows). */
+function reachable<T extends object>(root: unknown, tracked: Set<T>): T[] {
+  const found: T[] = [];
+  const seen = new Set<object>();
+  const todo: unknown[] = [root];
+  while (todo.length) {
+    const v = todo.pop();
+    if (!v || typeof v !== "object" || seen.has(v)) continue;
+    seen.add(v);
+    if (tracked.has(v as T)) found.push(v as T);
+    if (v instanceof Device || v instanceof Promise || ArrayBuffer.isView(v) || v instanceof ArrayBuffer) continue;
+    if (v instanceof Map) for (const [k, x] of v) todo.push(k, x);
+    else if (v instanceof Set) for (const x of v) todo.push(x);
+    else for (const x of Object.values(v)) todo.push(x);
+  }
+  return found;
 }
 
 /**

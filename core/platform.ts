@@ -75,6 +75,11 @@ function fsSource(path: string): FileSource {
   };
 }
 
+/** An HTTP failure, with its status (which `exists` reads). */
+function httpError(url: string, status: number): Error {
+  return Object.assign(new Error(`${url}: HTTP ${status}`), { status });
+}
+
 interface UrlHead {
   size: number;
   /** ETag or Last-Modified, "" when the server sends neither. */
@@ -89,7 +94,7 @@ function urlSource(url: string): FileSource & { head(): Promise<UrlHead> } {
       return (head ??= fetch(url, { method: "HEAD" }).then((r) => {
         if (!r.ok) {
           head = undefined; // a later call may succeed (file appeared, server restarted)
-          throw new Error(`${url}: HTTP ${r.status}`);
+          throw httpError(url, r.status);
         }
         return { size: Number(r.headers.get("content-length")), validator: r.headers.get("etag") ?? r.headers.get("last-modified") ?? "" };
       }));
@@ -99,7 +104,7 @@ function urlSource(url: string): FileSource & { head(): Promise<UrlHead> } {
     },
     async read(offset: number, length: number) {
       const r = await fetch(url, { headers: { Range: `bytes=${offset}-${offset + length - 1}` } });
-      if (!r.ok) throw new Error(`${url}: HTTP ${r.status}`);
+      if (!r.ok) throw httpError(url, r.status);
       const buf = new Uint8Array(await r.arrayBuffer());
       // A server that ignores Range answers 200 with the whole file.
       const out = r.status === 206 ? buf : buf.subarray(offset, offset + length);
@@ -229,12 +234,20 @@ export async function readText(path: string): Promise<string> {
   return new TextDecoder().decode(await f.read(0, await f.size()));
 }
 
+/**
+ * Whether a file (or URL) is there. Only "no such file" (ENOENT; HTTP 404 or 410) is false: a permission error, a
+ * parent that is a file (ENOTDIR), a server error or a dropped connection throws, naming the path, rather than
+ * passing for "missing" and sending the caller down the wrong branch.
+ */
 export async function exists(path: string): Promise<boolean> {
   try {
     await openFile(path).size();
     return true;
-  } catch {
-    return false;
+  } catch (e) {
+    const { code, status } = e as { code?: unknown; status?: unknown };
+    if (code === "ENOENT" || status === 404 || status === 410) return false;
+    const msg = String((e as Error).message ?? e);
+    throw new Error(msg.includes(path) ? msg : `${path}: ${msg}`);
   }
 }
 

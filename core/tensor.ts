@@ -80,10 +80,20 @@ export class Tensor {
     });
   }
 
-  /** An uninitialised tensor from the pool. */
+  /**
+   * An uninitialised tensor from the pool: an activation, which a kernel binds whole, so one larger than a storage
+   * binding is refused here, where its shape is known, rather than as a bind-group error at some later readback.
+   * A dry run (memory planning) allows it: the plan reports such activations.
+   */
   static empty(dev: Device, shape: Shape, dtype: DType = "f32"): Tensor {
     checkShape(shape, "Tensor.empty");
     const bytes = Math.max(4, Math.ceil((numel(shape) * itemBytes[dtype]) / 4) * 4);
+    const limit = dev.limits.maxStorageBufferBindingSize;
+    if (bytes > limit && !dev.dryRun) {
+      throw new Error(
+        `activation [${shape}] ${dtype} is ${bytes} bytes, over this adapter's maxStorageBufferBindingSize of ${limit}: use a smaller batch or image size`,
+      );
+    }
     return new Tensor(dev, shape, dtype, { buffer: dev.alloc(bytes), refs: 1 }, null);
   }
 
@@ -107,6 +117,11 @@ export class Tensor {
 
   /** Uploads raw little-endian bytes; splits into row chunks when larger than one binding. */
   static fromBytes(dev: Device, bytes: Uint8Array, shape: Shape, dtype: DType, exact = false): Tensor {
+    checkShape(shape, "Tensor.fromBytes");
+    const want = numel(shape) * itemBytes[dtype];
+    if (bytes.byteLength !== want) {
+      throw new Error(`Tensor.fromBytes: ${bytes.byteLength} bytes do not fill [${shape}] ${dtype} (${want} bytes)`);
+    }
     const t = Tensor.allocate(dev, shape, dtype, exact);
     for (const { row, tensor } of t.rowChunks()) {
       const rowBytes = (numel(shape) / Math.max(1, shape[0])) * itemBytes[dtype];
@@ -167,10 +182,15 @@ export class Tensor {
     const shape = entry.shape.length ? entry.shape : [1];
     const t = Tensor.allocate(dev, shape, dtype, true);
     const rowBytes = (numel(shape) / Math.max(1, shape[0])) * itemBytes[dtype];
-    for (const { row, tensor } of t.rowChunks()) {
-      await src.stream(name, row * rowBytes, tensor.size * itemBytes[dtype], (offset, data) =>
-        dev.write(tensor.store!.buffer, offset, data),
-      );
+    try {
+      for (const { row, tensor } of t.rowChunks()) {
+        await src.stream(name, row * rowBytes, tensor.size * itemBytes[dtype], (offset, data) =>
+          dev.write(tensor.store!.buffer, offset, data),
+        );
+      }
+    } catch (e) {
+      t.dispose(); // a read that fails midway (a file cut short, a network error) leaves no buffer behind
+      throw e;
     }
     return t;
   }
@@ -179,8 +199,15 @@ export class Tensor {
   reshape(shape: Shape): Tensor {
     const s = [...shape];
     const infer = s.indexOf(-1);
-    if (infer >= 0) s[infer] = this.size / numel(s.filter((d) => d !== -1));
-    if (numel(s) !== this.size) throw new Error(`reshape: [${this.shape}] (${this.size}) cannot become [${shape}]`);
+    const cannot = () => new Error(`reshape: [${this.shape}] (${this.size}) cannot become [${shape}]`);
+    if (infer >= 0) {
+      const known = numel(s.filter((d, i) => i !== infer));
+      // -1 stands for one whole dimension: the other dimensions must divide the size (10 → [-1, 4] does not).
+      if (s.lastIndexOf(-1) !== infer || known === 0 || this.size % known !== 0) throw cannot();
+      s[infer] = this.size / known;
+    }
+    checkShape(s, "reshape");
+    if (numel(s) !== this.size) throw cannot();
     if (this.parts) {
       if (s[0] !== this.shape[0]) throw new Error(`reshape: a chunked tensor keeps its rows (${this.shape[0]})`);
       return new Tensor(this.dev, s, this.dtype, null, this.parts.map((p) => p.reshape([p.shape[0], ...s.slice(1)])));

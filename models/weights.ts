@@ -12,6 +12,8 @@ const FLOATS = ["F32", "F16", "BF16"];
 
 export class Weights {
   private cache = new Map<string, Tensor>();
+  /** Uploads in flight, so two concurrent `get`s of one name share one upload. */
+  private pending = new Map<string, Promise<Tensor>>();
 
   private constructor(readonly dev: Device, readonly ckpt: WeightSource, readonly prefix: string) {}
 
@@ -37,15 +39,27 @@ export class Weights {
     return this.ckpt.get(this.prefix + name).shape;
   }
 
-  /** The GPU tensor of a weight (uploaded once, kept until `dispose`). */
-  async get(name: string): Promise<Tensor> {
-    let t = this.cache.get(name);
-    if (!t) {
+  /** The GPU tensor of a weight (uploaded once, even when asked for twice at once; kept until `dispose`). */
+  get(name: string): Promise<Tensor> {
+    const hit = this.cache.get(name);
+    if (hit) return Promise.resolve(hit);
+    let p = this.pending.get(name);
+    if (!p) {
       const full = this.prefix + name;
-      t = (this.ckpt.generate ? this.ckpt.generate(this.dev, full) : await Tensor.load(this.dev, this.ckpt, full)).keep();
-      this.cache.set(name, t);
+      p = (async () => {
+        const t = (this.ckpt.generate ? this.ckpt.generate(this.dev, full) : await Tensor.load(this.dev, this.ckpt, full)).keep();
+        if (this.pending.get(name) !== p) {
+          t.dispose(); // `dispose` ran during the upload: nothing may outlive it
+          throw new Error(`${this.ckpt.path}: tensor "${full}" was disposed while it uploaded`);
+        }
+        this.cache.set(name, t);
+        return t;
+      })().finally(() => {
+        if (this.pending.get(name) === p) this.pending.delete(name);
+      });
+      this.pending.set(name, p);
     }
-    return t;
+    return p;
   }
 
   /** A weight, or undefined when the checkpoint does not have it (optional biases). */
@@ -89,5 +103,6 @@ export class Weights {
   dispose(): void {
     for (const t of this.cache.values()) t.dispose();
     this.cache.clear();
+    this.pending.clear();
   }
 }

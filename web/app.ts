@@ -126,10 +126,14 @@ let lost: string | undefined;
 function openDevice(): Promise<Device> {
   return (device ??= Device.open().then((dev) => {
     lost = undefined;
-    void dev.gpu.lost.then((info) => {
-      lost = `the WebGPU device was lost (${info.reason}${info.message ? ": " + info.message : ""})`;
+    void dev.lost.then((line) => {
+      lost = line;
       device = undefined;
       loaded = undefined;
+      // Said on the page at once, not only when a run fails (the loss may come while idle).
+      ui.error.textContent = `${line}; the next run opens a new device`;
+      ui.error.hidden = false;
+      if (!running) document.body.dataset.state = "error";
     });
     return dev;
   }));

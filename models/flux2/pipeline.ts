@@ -19,6 +19,8 @@
 // - Steps: step i calls the transformer at t_i/1000 and moves the latents by (σ_{i+1} − σ_i)·v; `denoise` runs any
 //   sub-range [from, to) of a schedule, so callers can stop at an intermediate sigma and resume.
 // - Everything stays on the GPU; nothing is read back unless a caller asks (onStep hands out live tensors).
+// - `generate`, `denoise` and `decode` leak nothing when they throw (a kernel error, an onStep callback that
+//   throws): they run under `Device.guard`, which frees every tensor made meanwhile, an onStep callback's too.
 import { type Device, joinPath, readText, Tensor } from "../../core/index.ts";
 import { concat, packLatents, unpackLatents } from "../../kernels/layout.ts";
 import { lerpHalves } from "../../kernels/elementwise.ts";
@@ -210,11 +212,15 @@ export class Flux2Pipeline {
     if ((opts.textEncoder ?? true) && encoderClass && encoderClass !== "Qwen3ForCausalLM") {
       throw new Error(`Flux2Pipeline: text encoder ${encoderClass} is not supported (Qwen3ForCausalLM only)`);
     }
+    // On failure everything uploaded so far goes: the models made, and the weights a model load that failed midway
+    // had uploaded (a model owns its Weights only once its load returns).
     const loaded: { dispose(): void }[] = [];
     const prompts = new Map<string, PromptEncoding>();
     try {
       const tWeights = await Weights.open(dev, joinPath(dir, "transformer"));
+      loaded.push(tWeights);
       const vWeights = await Weights.open(dev, joinPath(dir, "vae"));
+      loaded.push(vWeights);
       let text = (opts.textEncoder ?? true) ? await Qwen3PromptEncoder.load(dev, dir, { maxLength: opts.maxSequenceLength, layers: opts.textLayers }) : null;
       if (text) {
         loaded.push(text);
@@ -223,7 +229,7 @@ export class Flux2Pipeline {
         const need = text.encoder.weights.gpuBytes + tWeights.storedBytes() + vWeights.storedBytes(decoderOnly);
         if (need > (opts.memoryBudget ?? Infinity)) {
           text.dispose();
-          loaded.pop();
+          loaded.splice(loaded.indexOf(text), 1);
           text = null;
           dev.trimPool(); // the encoder's activation sizes are of no use to the transformer
         }
@@ -375,12 +381,14 @@ export class Flux2Pipeline {
       throw new Error(`Flux2Pipeline.denoise: latents ${latents.dtype} [${latents.shape}] must be f32 [B, ${this.latentChannels}, h, w]`);
     }
     const [, , h, w] = latents.shape;
-    const tokens = packLatents(latents);
-    const out = this.denoiseTokens(tokens, h, w, cond, opts);
-    tokens.dispose();
-    const grid = unpackLatents(out, h, w);
-    out.dispose();
-    return grid;
+    return this.dev.guard(() => {
+      const tokens = packLatents(latents);
+      const out = this.denoiseTokens(tokens, h, w, cond, opts);
+      tokens.dispose();
+      const grid = unpackLatents(out, h, w);
+      out.dispose();
+      return grid;
+    });
   }
 
   private denoiseTokens(x0: Tensor, h: number, w: number, cond: Conditioning, opts: DenoiseOptions): Tensor {
@@ -428,10 +436,12 @@ export class Flux2Pipeline {
   /** Latents [B, C, h, w] → { decoded [B, 3, H, W] raw, image [B, 3, H, W] in [0, 1] }. */
   decode(latents: Tensor, debug?: VaeDebug): { decoded: Tensor; image: Tensor } {
     const [, , h, w] = latents.shape;
-    const tokens = packLatents(latents);
-    const r = this.decodeTokens(tokens, h, w, debug);
-    tokens.dispose();
-    return r;
+    return this.dev.guard(() => {
+      const tokens = packLatents(latents);
+      const r = this.decodeTokens(tokens, h, w, debug);
+      tokens.dispose();
+      return r;
+    });
   }
 
   private decodeTokens(tokens: Tensor, h: number, w: number, debug?: VaeDebug): { decoded: Tensor; image: Tensor } {
@@ -443,6 +453,10 @@ export class Flux2Pipeline {
 
   /** Text → image: noise (given or from seed), the denoising loop, VAE decode. */
   generate(opts: GenerateOptions): GenerateResult {
+    return this.dev.guard(() => this.generateGuarded(opts));
+  }
+
+  private generateGuarded(opts: GenerateOptions): GenerateResult {
     let noise = opts.initialNoise;
     let width = opts.width, height = opts.height;
     if (noise) {

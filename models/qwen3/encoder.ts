@@ -199,7 +199,13 @@ export class Qwen3Encoder {
   /** Loads a `text_encoder/` folder: config.json plus a single file or sharded safetensors with their index. */
   static async fromFolder(dev: Device, dir: string, opts: Qwen3LoadOptions = {}): Promise<Qwen3Encoder> {
     const cfg = JSON.parse(await readText(joinPath(dir, "config.json"))) as Qwen3Config;
-    return Qwen3Encoder.load(dev, await Weights.open(dev, dir), cfg, opts);
+    const weights = await Weights.open(dev, dir);
+    try {
+      return await Qwen3Encoder.load(dev, weights, cfg, opts);
+    } catch (e) {
+      weights.dispose(); // what a load that failed midway uploaded
+      throw e;
+    }
   }
 
   /** The deepest hidden_states index this instance can produce. */

@@ -3,6 +3,8 @@
 // guidance), split schedules equal a full run, noise batches are splits of one stream, the two-call guidance path
 // (text lengths differ) predicts what separate transformer calls do, prompt caching, and size errors.
 import { describe, expect, test } from "bun:test";
+import { chmod, cp, mkdtemp, readdir, readFile, rm, stat, truncate, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { type Device, joinPath, readText, Tensor } from "../../core/index.ts";
 import type { VerifyResult } from "../../core/verify.ts";
 import { concat, slice } from "../../kernels/layout.ts";
@@ -23,6 +25,12 @@ async function expectPass(dir: string, allowMissing?: RegExp): Promise<VerifyRes
   const r = await expectCasePasses(dir, allowMissing);
   expect(r.rows.filter((row) => row.status === "PASS").length).toBeGreaterThanOrEqual(9);
   return r;
+}
+
+/** Bytes the device still holds once its pool's free buffers are gone. */
+function held(dev: Device): number {
+  dev.trimPool();
+  return dev.allocatedBytes;
 }
 
 /** A pipeline over the tiny fixture transformer + VAE (not distilled: guidance on when asked). */
@@ -155,6 +163,22 @@ describe("flux2 pipeline properties", () => {
     disposeConditioning(c);
   }, 60_000);
 
+  test("generate that throws midway (an onStep callback at step 2, with guidance) leaves nothing allocated", async () => {
+    const { dev, pipe, cond, uncond } = await getBench();
+    const opts = { promptEmbeds: cond, negativePromptEmbeds: uncond, guidanceScale: 3, seed: 5, width: W, height: H, steps: 4, batch: 2 };
+    // A run to completion first: the transformer's RoPE tables for this geometry are then cached, not new.
+    for (const t of Object.values(pipe.generate({ ...opts, steps: 1 }))) t.dispose();
+    const before = held(dev);
+    let steps = 0;
+    const onStep = (i: number) => {
+      steps++;
+      if (i === 1) throw new Error("stop at step 2");
+    };
+    expect(() => pipe.generate({ ...opts, onStep })).toThrow(/stop at step 2/);
+    expect(steps).toBe(2);
+    expect(held(dev)).toBe(before);
+  }, 60_000);
+
   test("argument errors are clear (then the shared pipeline is freed)", async () => {
     const { pipe, cond, uncond } = await getBench();
     try {
@@ -200,6 +224,66 @@ describe("flux2 pipeline from a repo folder", () => {
       expect(() => pipe.encodePrompt("a dog")).toThrow(/no text encoder/);
     } finally {
       pipe.dispose();
+    }
+  }, 120_000);
+});
+
+describe("flux2 pipeline load failures free what they uploaded", () => {
+  async function writable(path: string): Promise<void> {
+    await chmod(path, 0o755);
+    for (const e of await readdir(path, { withFileTypes: true })) {
+      if (e.isDirectory()) await writable(`${path}/${e.name}`);
+      else await chmod(`${path}/${e.name}`, 0o644);
+    }
+  }
+
+  /** The tiny repo copied to a temp folder, `edit` applied, `fn` run on it; the copy is removed after. */
+  async function withRepoCopy(edit: (dir: string) => Promise<void>, fn: (dir: string) => Promise<void>): Promise<void> {
+    const dir = await mkdtemp(`${tmpdir()}/flux2ts-repo-`);
+    try {
+      await cp(REPO, dir, { recursive: true });
+      await writable(dir); // the fixtures are read-only, and so is the copy
+      await edit(dir);
+      await fn(dir);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }
+
+  test("a transformer config wanting a block the checkpoint lacks: fails halfway (text encoder, prompts, blocks uploaded), frees all", async () => {
+    const dev = await testDevice();
+    await withRepoCopy(
+      async (dir) => {
+        const path = `${dir}/transformer/config.json`;
+        const cfg = JSON.parse(await readFile(path, "utf8"));
+        cfg.num_single_layers += 1;
+        await writeFile(path, JSON.stringify(cfg));
+      },
+      async (dir) => {
+        const before = held(dev);
+        dev.resetPeak();
+        await expect(Flux2Pipeline.load(dev, { dir, prompts: ["a cat"] })).rejects.toThrow(/checkpoint has no "single_transformer_blocks\.2\./);
+        expect(dev.peakBytes - before).toBeGreaterThan(2 ** 20); // it did upload: the failure came halfway
+        expect(held(dev)).toBe(before);
+      },
+    );
+  }, 120_000);
+
+  test("a truncated shard: refused with the file named before any weight is uploaded, nothing held", async () => {
+    const dev = await testDevice();
+    for (const shard of ["vae/diffusion_pytorch_model.safetensors", "text_encoder/model-00002-of-00002.safetensors"]) {
+      await withRepoCopy(
+        async (dir) => {
+          await truncate(`${dir}/${shard}`, (await stat(`${dir}/${shard}`)).size - 1000);
+        },
+        async (dir) => {
+          const before = held(dev);
+          dev.resetPeak();
+          await expect(Flux2Pipeline.load(dev, { dir, prompts: ["a cat"] })).rejects.toThrow(new RegExp(`${shard}: .*truncated`));
+          expect(dev.peakBytes).toBe(before);
+          expect(held(dev)).toBe(before);
+        },
+      );
     }
   }, 120_000);
 });
