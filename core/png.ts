@@ -7,7 +7,7 @@
 //   (1000 → 255, a white image); we take the high byte like every other 16-bit form (the corpus records both).
 // - Why our own decoder and not a package: measured on this machine (shared/spec/png.md, 37 valid + 18 malformed
 //   files), fast-png 8.0.0 fails every Adam7 image below 8 bits, skips CRCs and accepts a palette image without PLTE;
-//   pngjs 7.0.0 needs Node's zlib (no browsers) and inflated a 900-MP image for 86 s. Ours decodes all 55 corpus
+//   pngjs 7.0.0 needs Node's zlib (no browsers) and inflated a 900-MP image for 86 s. Ours decodes all 57 corpus
 //   PNGs from pypng and Pillow pixel-exactly (tests/core/image.test.ts) in ~250 lines on the fflate we already ship.
 // - Hostile input fails with one line naming the file, before any large allocation: IHDR is checked as soon as it
 //   is read (depth/colour combination, 1 ≤ size ≤ 2³¹−1, at most 178,956,970 pixels, where Pillow raises

@@ -1,5 +1,5 @@
 // Image decoding against Pillow on tests/fixtures/images, written by make_corpus.py with pypng and Pillow (never by
-// our encoder): all 55 PNG forms pixel-exact to Pillow's convert("RGB") (16-bit gray: Pillow's samples >> 8, see
+// our encoder): all 57 PNGs pixel-exact to Pillow's convert("RGB") (16-bit gray: Pillow's samples >> 8, see
 // core/png.ts), JPEGs within the bound measured against Pillow's libjpeg-turbo, every hostile file one error line
 // that names the file; and our encoder's PNGs read back by Pillow itself, when /usr/bin/python3 has it.
 import { describe, expect, test } from "bun:test";
@@ -58,7 +58,7 @@ async function rgbOf(file: string): Promise<Image8> {
 
 describe("image corpus", () => {
   test("every PNG form decodes to Pillow's pixels exactly", async () => {
-    expect(corpus.valid.length).toBe(55);
+    expect(corpus.valid.length).toBe(57);
     for (const e of corpus.valid) {
       const img = await rgbOf(e.file);
       const want = b64(e.rgb);
