@@ -253,7 +253,15 @@ export async function readPng(path: string): Promise<Image8> {
   return decodePng(await f.read(0, await f.size()), path);
 }
 
-/** Encodes and writes a PNG file. */
+/** Encodes and writes a PNG file through a temp name of its own and a rename, so a crash or a full disk never
+ * leaves a half-written PNG under `path`. */
 export async function writePng(path: string, img: Image8): Promise<void> {
-  await (await nodeFs()).writeFile(path, encodePng(img));
+  const fs = await nodeFs();
+  const tmp = `${path}.${Date.now()}-${Math.random().toString(36).slice(2)}.tmp`;
+  try {
+    await fs.writeFile(tmp, encodePng(img));
+    await fs.rename(tmp, path);
+  } finally {
+    await fs.rm(tmp, { force: true });
+  }
 }

@@ -3,7 +3,7 @@
 // interlace method, corrupt zlib), each naming the file. Files from independent encoders: tests/core/image.test.ts.
 import { describe, expect, test } from "bun:test";
 import { zlibSync } from "fflate";
-import { crc32, decodePng, encodePng, type Image8, toRgb } from "../../core/png.ts";
+import { crc32, decodePng, encodePng, type Image8, readPng, toRgb, writePng } from "../../core/png.ts";
 import { concatArrays } from "../../core/dtype.ts";
 import { rand } from "../util.ts";
 
@@ -129,6 +129,21 @@ describe("png", () => {
     const small = encodePng(image(9, 2, 3, 3));
     const lying = new Uint8Array([...png.subarray(0, 8), ...ihdr, ...small.subarray(33)]);
     expect(() => decodePng(lying, "i.png")).toThrow(/^i\.png: image data holds 56 bytes, 9×4, 8-bit colour type 2 needs 112$/);
+  });
+
+  test("writePng goes through a temp name: the file reads back, no temp file stays, a failed write leaves nothing", async () => {
+    const { mkdtemp, readdir, rm } = await import("node:fs/promises");
+    const { tmpdir } = await import("node:os");
+    const dir = await mkdtemp(`${tmpdir()}/flux2ts-png-`);
+    try {
+      const img = image(7, 5, 3, 9);
+      await writePng(`${dir}/a.png`, img);
+      expect((await readPng(`${dir}/a.png`)).data).toEqual(img.data);
+      await expect(writePng(`${dir}/b.png`, { ...img, width: 8 })).rejects.toThrow(/encodePng: 105 bytes is not 8×5×3/);
+      expect(await readdir(dir)).toEqual(["a.png"]);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   test("encode rejects inconsistent images", () => {
