@@ -1,19 +1,23 @@
-// `flux2ts score`: PickScore of PNG files for a prompt, one line per file (file, then score), as the DiffSynth
+// `flux2ts score`: PickScore of PNG or JPEG files for a prompt, one line per file (file, then score), as the DiffSynth
 // tutorial computes it (cosine of normalised embeddings; --scaled multiplies by exp(logit_scale), the model card's
-// scale). Files are decoded on the CPU (any sizes: each is resized and cropped) and scored on the GPU in batches.
+// scale). Files are decoded on the CPU (core/image.ts: every standard PNG, and JPEG; any sizes: each is resized
+// and cropped) before any model loads, so a bad file costs one line and exit 2, and scored on the GPU in batches.
 // Models are located like generate's (cli/resolve.ts): local folder, registry alias or owner/name via the hub.
 import type { Device } from "../core/index.ts";
-import { readPng, toRgb } from "../core/png.ts";
+import { readImage } from "../core/image.ts";
+import { toRgb } from "../core/png.ts";
 import { PickScore } from "../models/clip/pickscore.ts";
 import type { ResizeBackend, RgbImage } from "../models/clip/preprocess.ts";
 import { intFlag, parseArgs, strFlag, UsageError } from "./args.ts";
 import { env } from "./host.ts";
 import { locateModel, openDevice } from "./resolve.ts";
 
-export const help = `flux2ts score --prompt "text" [options] image.png [more.png ...]
+export const help = `flux2ts score --prompt "text" [options] image.png [more.png|.jpg ...]
 
-Scores each PNG (8-bit gray/RGB/RGBA/palette; alpha is dropped) against the prompt with PickScore: the cosine
-similarity of the CLIP ViT-H/14 image and text embeddings (typically 0.2-0.25), one "file<TAB>score" line each.
+Scores each image against the prompt with PickScore: the cosine similarity of the CLIP ViT-H/14 image and text
+embeddings (typically 0.2-0.25), one "file<TAB>score" line each.
+Images: PNG (any bit depth and colour type, interlaced or not; 16-bit samples by their high byte; alpha and
+transparency are dropped, as PIL's convert("RGB") does) or JPEG, told apart by content; at most 178,956,970 pixels.
 
   --prompt text      the prompt (required)
   --model m          PickScore repo (config.json + model.safetensors): a local folder, an alias or a ModelScope
@@ -30,7 +34,7 @@ export async function run(args: string[]): Promise<number> {
   const p = parseArgs(args, ["prompt", "model", "processor", "backend", "batch", "endpoint"], ["scaled", "offline"]);
   const prompt = strFlag(p, "prompt");
   if (prompt === undefined) throw new UsageError("score needs --prompt", 'flux2ts score --prompt "a cat" image.png');
-  if (!p.positionals.length) throw new UsageError("score needs at least one PNG file", 'flux2ts score --prompt "a cat" image.png');
+  if (!p.positionals.length) throw new UsageError("score needs at least one image file", 'flux2ts score --prompt "a cat" image.png');
   const backend = strFlag(p, "backend", "torchvision");
   if (backend !== "torchvision" && backend !== "pil") throw new UsageError(`--backend must be "torchvision" or "pil", got "${backend}"`);
   const maxBatch = intFlag(p, "batch", 8, 1, 256);
@@ -40,7 +44,7 @@ export async function run(args: string[]): Promise<number> {
   const images: RgbImage[] = [];
   for (const file of p.positionals) {
     try {
-      images.push(toRgb(await readPng(file)));
+      images.push(toRgb(await readImage(file)));
     } catch (e) {
       throw new UsageError(String((e as Error).message).split("\n")[0]);
     }

@@ -1,9 +1,9 @@
 // PNG: round trips for every channel count and odd sizes, decoding of each of the five row filters and of palette
 // images from hand-built files, and one clear error per kind of bad input (signature, CRC, truncation, depth,
-// interlace, corrupt zlib), each naming the file.
+// interlace method, corrupt zlib), each naming the file. Files from independent encoders: tests/core/image.test.ts.
 import { describe, expect, test } from "bun:test";
 import { zlibSync } from "fflate";
-import { crc32, decodePng, encodePng, type Image8, toRgb } from "../../core/png.ts";
+import { crc32, decodePng, encodePng, type Image8, readPng, toRgb, writePng } from "../../core/png.ts";
 import { concatArrays } from "../../core/dtype.ts";
 import { rand } from "../util.ts";
 
@@ -115,8 +115,8 @@ describe("png", () => {
     expect(() => decodePng(png.subarray(0, 45), "c.png")).toThrow(/^c\.png: truncated: chunk IDAT at byte 33 needs \d+ bytes, 12 left$/);
     expect(() => decodePng(png.subarray(0, 40), "c.png")).toThrow(/^c\.png: truncated: chunk header at byte 33 cut off \(file ends at byte 40\)$/);
     expect(() => decodePng(png.subarray(0, png.length - 12), "d.png")).toThrow(/d\.png: truncated: no IEND chunk/);
-    expect(() => decodePng(patchHeader(png, 8, 16), "e.png")).toThrow(/^e\.png: unsupported bit depth 16 \(only 8-bit images are read\)$/);
-    expect(() => decodePng(patchHeader(png, 12, 1), "f.png")).toThrow(/^f\.png: interlaced \(Adam7\) PNG is not supported$/);
+    expect(() => decodePng(patchHeader(png, 8, 3), "e.png")).toThrow(/^e\.png: bit depth 3 is invalid for colour type 2$/);
+    expect(() => decodePng(patchHeader(png, 12, 2), "f.png")).toThrow(/^f\.png: unknown interlace method 2$/);
     expect(() => decodePng(patchHeader(png, 9, 5), "g.png")).toThrow(/g\.png: invalid colour type 5/);
     // A valid CRC over garbage zlib data.
     const img = image(4, 4, 3, 1);
@@ -128,7 +128,22 @@ describe("png", () => {
     // Too little pixel data for the declared size.
     const small = encodePng(image(9, 2, 3, 3));
     const lying = new Uint8Array([...png.subarray(0, 8), ...ihdr, ...small.subarray(33)]);
-    expect(() => decodePng(lying, "i.png")).toThrow(/^i\.png: image data holds 56 bytes, 9×4×3 needs 112$/);
+    expect(() => decodePng(lying, "i.png")).toThrow(/^i\.png: image data holds 56 bytes, 9×4, 8-bit colour type 2 needs 112$/);
+  });
+
+  test("writePng goes through a temp name: the file reads back, no temp file stays, a failed write leaves nothing", async () => {
+    const { mkdtemp, readdir, rm } = await import("node:fs/promises");
+    const { tmpdir } = await import("node:os");
+    const dir = await mkdtemp(`${tmpdir()}/flux2ts-png-`);
+    try {
+      const img = image(7, 5, 3, 9);
+      await writePng(`${dir}/a.png`, img);
+      expect((await readPng(`${dir}/a.png`)).data).toEqual(img.data);
+      await expect(writePng(`${dir}/b.png`, { ...img, width: 8 })).rejects.toThrow(/encodePng: 105 bytes is not 8×5×3/);
+      expect(await readdir(dir)).toEqual(["a.png"]);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   test("encode rejects inconsistent images", () => {
