@@ -20,7 +20,9 @@ ${REGISTRY.map((e) => `  ${e.name.padEnd(20)} ${e.repos.modelscope}\n  ${"".padE
   --offline       never touch the network: only check that the model is cached
 
 Files are downloaded under a temporary name, resumed with HTTP Range after a dropped connection, checked against
-the listing's size and sha256, then renamed. Prints the model's local folder on stdout.`;
+the listing's size and sha256, then renamed; a file the listing gives no checksum for is checked by size only,
+and --offline on a cache without flux2ts's manifest uses the files unchecked (both say so on stderr). Prints the
+model's local folder on stdout.`;
 
 type Stderr = { write(s: string): void; tty: boolean };
 
@@ -50,8 +52,12 @@ interface FileState {
   startB: number;
 }
 
-/** Progress display for resolveModel: pass `onProgress`, call `finish()` when it returns or throws. */
-export function downloadProgress(out: Stderr = stderr()): { onProgress: NonNullable<HubOptions["onProgress"]>; finish(): void } {
+/** Progress display for resolveModel: pass `onProgress` and `onWarning`, call `finish()` when it returns or throws. */
+export function downloadProgress(out: Stderr = stderr()): {
+  onProgress: NonNullable<HubOptions["onProgress"]>;
+  onWarning: NonNullable<HubOptions["onWarning"]>;
+  finish(): void;
+} {
   const live = new Map<string, FileState>();
   let drawn = 0, lastDraw = 0, cached = 0;
   const pending: string[] = [];
@@ -75,6 +81,12 @@ export function downloadProgress(out: Stderr = stderr()): { onProgress: NonNulla
     drawn = live.size;
   };
   return {
+    onWarning(m) {
+      // Above the live lines on a terminal, like a finished file.
+      if (out.tty) pending.push(`warning: ${m}`);
+      else out.write(`warning: ${m}\n`);
+      draw(true);
+    },
     onProgress(p) {
       const now = Date.now();
       let f = live.get(p.path);
@@ -121,6 +133,7 @@ export async function run(args: string[]): Promise<number> {
       cacheDir: strFlag(p, "cache"),
       offline: p.flags.has("offline"),
       onProgress: progress.onProgress,
+      onWarning: progress.onWarning,
     });
     progress.finish();
     console.log(dir);

@@ -4,6 +4,7 @@
 import { Device } from "../core/index.ts";
 import { type HubOptions, REGISTRY, resolveModel } from "../hub/index.ts";
 import { UsageError } from "./args.ts";
+import { writeErr } from "./host.ts";
 import { ProgressLine } from "./progress.ts";
 
 export async function openDevice(): Promise<Device> {
@@ -26,6 +27,10 @@ export async function locateModel(flag: string, name: string, hub: Pick<HubOptio
       onProgress: (p) => {
         // A terminal redraws every chunk; a log gets one line per file.
         if (!p.done && (line.tty || p.bytes === 0)) line.update(`${flag} ${p.repo}: ${p.path} ${(p.bytes / 2 ** 20).toFixed(1)}/${(p.total / 2 ** 20).toFixed(1)} MiB`);
+      },
+      onWarning: (m) => {
+        line.end();
+        writeErr(`warning: ${flag} ${m}\n`);
       },
     });
   } catch (e) {

@@ -281,9 +281,13 @@ export class Device {
 
   /** Reads `size` bytes back from a binding: the only place that waits for the GPU. */
   async read(b: Binding): Promise<Uint8Array> {
-    if (this.dryRun) return new Uint8Array(b.size);
-    this.checkLost();
     const size = Math.ceil(b.size / 4) * 4;
+    if (this.dryRun) {
+      this.count(size); // the staging buffer a real readback holds, so a plan's peak is execution's
+      this.allocatedBytes -= size;
+      return new Uint8Array(b.size);
+    }
+    this.checkLost();
     const staging = this.gpu.createBuffer({ size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
     this.count(size);
     try {

@@ -4,6 +4,9 @@
 // (3) offline: a cache without our manifest (the modelscope library's) is accepted when the selection's files are
 // present, else a clear error; (4) online: list, select, keep local files that match the listing (hashing those we
 // did not verify ourselves), download the rest a few at a time, and record what was verified.
+// Checks that are weaker than a checksum are said, through `onWarning` (default: the console's warning stream): a
+// listing entry without a checksum is verified by size only, and an offline run on a cache without our manifest
+// uses the files unverified (there is no listing to check them against).
 import { joinPath, nodeFs } from "../core/platform.ts";
 import { cacheRoot, localFiles, localSize, readManifest, repoDir, splitRepo, tempPath, writeManifest } from "./cache.ts";
 import { downloadFile } from "./download.ts";
@@ -23,6 +26,8 @@ export interface HubOptions {
   /** Default "master" (Hugging Face: "main"). */
   revision?: string;
   onProgress?: (p: { repo: string; path: string; bytes: number; total: number; done: boolean }) => void;
+  /** Says when files are checked less than fully (size only, or not at all); default console.warn. */
+  onWarning?: (message: string) => void;
   /** Files downloaded at once (default 4). */
   concurrency?: number;
   /** Retries per request after the first attempt (default 5), the first backoff (default 1000 ms, doubling) and
@@ -95,6 +100,7 @@ export async function resolveModel(nameOrPath: string, opts: HubOptions = {}): P
   const progress = opts.onProgress ?? (() => {});
   const done = (f: RepoFile) => progress({ repo: t.repo, path: f.path, bytes: f.size, total: f.size, done: true });
   const sized = async (f: RepoFile) => (await localSize(joinPath(dir, f.path))) === f.size;
+  const warn = opts.onWarning ?? ((m: string) => console.warn(`warning: ${m}`));
 
   const manifest = await readManifest(dir, kind, source.revision);
   if (manifest) {
@@ -108,7 +114,10 @@ export async function resolveModel(nameOrPath: string, opts: HubOptions = {}): P
   if (opts.offline) {
     if (!manifest) {
       const have = t.pick(await localFiles(dir));
-      if (have.length && t.required.every((g) => have.some((p) => fnmatch(p, g)))) return dir;
+      if (have.length && t.required.every((g) => have.some((p) => fnmatch(p, g)))) {
+        warn(`${t.repo}: using ${dir} unverified: the cache has no flux2ts manifest (listing) to check sizes or checksums against; run "flux2ts download ${nameOrPath}" online once to verify it`);
+        return dir;
+      }
     }
     throw new HubError(
       `${t.repo} is not${manifest ? " completely" : ""} in the cache (${dir}) and offline mode forbids downloading: ` +
@@ -119,6 +128,11 @@ export async function resolveModel(nameOrPath: string, opts: HubOptions = {}): P
   const policy: RetryPolicy = { retries: opts.retries ?? 5, delayMs: opts.retryDelayMs ?? 1000, timeoutMs: opts.timeoutMs ?? 60_000 };
   const files = await source.list(t.repo, policy);
   const need = choose(t, files, `the listing from ${source.endpoint} (revision ${source.revision})`);
+  const unsummed = need.filter((f) => !f.sha256 && !f.gitSha1).map((f) => f.path);
+  if (unsummed.length) {
+    const list = unsummed.length > 5 ? `${unsummed.slice(0, 5).join(", ")} and ${unsummed.length - 5} more` : unsummed.join(", ");
+    warn(`${t.repo}: the listing from ${source.endpoint} gives no checksum for ${unsummed.length} file${unsummed.length > 1 ? "s" : ""} (${list}): size-only verification`);
+  }
   // Files verified earlier stay verified only while their listing entry is unchanged.
   const before = new Map((manifest?.files ?? []).filter((f) => manifest!.verified.includes(f.path)).map((f) => [f.path, f]));
   const same = (a: RepoFile, b: RepoFile | undefined) => b !== undefined && a.size === b.size && a.sha256 === b.sha256 && a.gitSha1 === b.gitSha1;

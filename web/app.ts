@@ -11,7 +11,7 @@
 // - Results: #best shows the best image with its score in data-score; the PNG is exactly what `generate` writes
 //   (imageRgb8), the JSON log is `generate`'s (it replays with `flux2ts generate --replay`). body.dataset.state is
 //   idle → running → done | error (the message shown in #error), for people and for automated checks.
-import { Device } from "../core/index.ts";
+import { Device, DeviceLostError } from "../core/index.ts";
 import { encodePng } from "../core/png.ts";
 import { clearOpfsCache, disableOpfsCache, enableOpfsCache, opfsCacheBytes, opfsStats } from "../core/platform.ts";
 import { REGISTRY, registryEntry } from "../hub/registry.ts";
@@ -343,7 +343,7 @@ async function run(): Promise<void> {
     ui.eta.textContent = `${log.evals}/${log.evals} scored · ${log.nfe} NFE`;
     document.body.dataset.state = "done";
   } catch (e) {
-    ui.error.textContent = (lost ? `${lost}; ` : "") + String((e as Error).message ?? e);
+    ui.error.textContent = (lost && !(e instanceof DeviceLostError) ? `${lost}; ` : "") + String((e as Error).message ?? e);
     ui.error.hidden = false;
     status("failed");
     console.error(e);

@@ -8,6 +8,7 @@ import {
   autoSelect, cacheContents, fnmatch, normalizePattern, registryEntry, repoCacheDir, resolveModel, selectPaths, type HubOptions,
 } from "../../hub/index.ts";
 import { tempPath } from "../../hub/cache.ts";
+import { downloadProgress } from "../../cli/download.ts";
 import { FIXTURE_REPOS, startHubServer, type HubFaults, type HubServer } from "./server.ts";
 
 const ROOT = "/work/shared/fixtures/repos";
@@ -299,6 +300,53 @@ describe("hub: names, Hugging Face source, cache listing", () => {
       expect(got.map((c) => c.repo)).toEqual(["AI-ModelScope/PickScore_v1", PROC]);
       expect(got[0].bytes).toBe(await sizeOf(`${ROOT}/${PICK}`));
       expect(got[1].files).toBe(6);
+    });
+  });
+});
+
+describe("hub: checks weaker than a checksum are said", () => {
+  /** Stderr of `flux2ts download`'s renderer (not a terminal), collected. */
+  const stderrOf = () => {
+    const out = { text: "", tty: false, write: (s: string) => void (out.text += s) };
+    return out;
+  };
+
+  test("a listing without checksums: size-only verification in onWarning and in download's output; full checksums: no warning", async () => {
+    for (const source of ["modelscope", "huggingface"] as const) {
+      await withHub({ noChecksum: [TRANSFORMER, "model_index.json"] }, async (_s, opts) => {
+        const warnings: string[] = [];
+        const dir = await resolveModel(KLEIN, { ...opts, source, onWarning: (m) => warnings.push(m) });
+        await expectSameFiles(dir, `${ROOT}/${KLEIN}`); // still downloaded whole, checked by size
+        expect(warnings.length).toBe(1);
+        expect(warnings[0]).toMatch(new RegExp(`^${KLEIN}: the listing from http://127\\.0\\.0\\.1:\\d+ gives no checksum for 2 files \\(model_index\\.json, ${TRANSFORMER.replace(/\./g, "\\.")}\\): size-only verification$`));
+        const err = stderrOf();
+        const progress = downloadProgress(err);
+        await resolveModel(PICK, { ...opts, source, onProgress: progress.onProgress, onWarning: progress.onWarning });
+        progress.finish();
+        expect(err.text).not.toMatch(/warning/); // PickScore's entries all have checksums
+        await rm(dir, { recursive: true, force: true });
+        await resolveModel(KLEIN, { ...opts, source, onProgress: progress.onProgress, onWarning: progress.onWarning });
+        progress.finish();
+        expect(err.text).toMatch(/^warning: black-forest-labs\/FLUX\.2-klein-tiny: .* gives no checksum for 2 files .*: size-only verification$/m);
+      });
+    }
+  }, 60_000);
+
+  test("offline on a cache without our manifest: the files are used unverified, and that is said", async () => {
+    await withHub(undefined, async (s, opts) => {
+      const dir = repoCacheDir(PROC, opts);
+      await mkdir(dir, { recursive: true });
+      for (const f of await files(`${ROOT}/${PROC}`)) await copyFile(`${ROOT}/${PROC}/${f}`, `${dir}/${f}`);
+      const err = stderrOf();
+      const progress = downloadProgress(err);
+      expect(await resolveModel(PROC, { ...opts, offline: true, onWarning: progress.onWarning })).toBe(dir);
+      progress.finish();
+      expect(err.text).toBe(`warning: ${PROC}: using ${dir} unverified: the cache has no flux2ts manifest (listing) to check sizes or checksums against; run "flux2ts download ${PROC}" online once to verify it\n`);
+      expect(s.requests.length).toBe(0);
+      const warnings: string[] = [];
+      await resolveModel(PROC, { ...opts, onWarning: (m) => warnings.push(m) }); // online: listed and hashed, now verified
+      expect(await resolveModel(PROC, { ...opts, offline: true, onWarning: (m) => warnings.push(m) })).toBe(dir);
+      expect(warnings).toEqual([]);
     });
   });
 });

@@ -15,6 +15,8 @@ export interface HubFaults {
   error500?: { path: string; times: number }[];
   /** The listing gives a wrong sha256 (and HF oid) for these paths. */
   wrongSha?: string[];
+  /** The listing gives no checksum at all (no Sha256; no HF oid, LFS or not) for these paths. */
+  noChecksum?: string[];
   /** A well-formed but short answer: the body (and Content-Length) end after `bytes` (default: every time). */
   truncate?: { path: string; bytes: number; times?: number }[];
   /** Extra listing entries with these paths (e.g. "../../escape.txt"), served with a few bytes. */
@@ -103,7 +105,8 @@ export async function startHubServer(opts: { root: string; faults?: HubFaults; r
     }
     return p;
   };
-  const sha = (e: Entry, h: string) => ((faults.wrongSha ?? []).includes(e.path) ? "f".repeat(h.length) : h);
+  const sha = (e: Entry, h: string) =>
+    (faults.noChecksum ?? []).includes(e.path) ? undefined : (faults.wrongSha ?? []).includes(e.path) ? "f".repeat(h.length) : h;
   const dirsOf = (entries: Entry[]) =>
     [...new Set(entries.flatMap((e) => e.path.split("/").slice(0, -1).map((_, i, a) => a.slice(0, i + 1).join("/"))))].sort();
 

@@ -250,24 +250,33 @@ describe("flux2 pipeline load failures free what they uploaded", () => {
     }
   }
 
-  test("a transformer config wanting a block the checkpoint lacks: fails halfway (text encoder, prompts, blocks uploaded), frees all", async () => {
-    const dev = await testDevice();
-    await withRepoCopy(
-      async (dir) => {
-        const path = `${dir}/transformer/config.json`;
-        const cfg = JSON.parse(await readFile(path, "utf8"));
-        cfg.num_single_layers += 1;
-        await writeFile(path, JSON.stringify(cfg));
-      },
-      async (dir) => {
-        const before = held(dev);
-        dev.resetPeak();
-        await expect(Flux2Pipeline.load(dev, { dir, prompts: ["a cat"] })).rejects.toThrow(/checkpoint has no "single_transformer_blocks\.2\./);
-        expect(dev.peakBytes - before).toBeGreaterThan(2 ** 20); // it did upload: the failure came halfway
-        expect(held(dev)).toBe(before);
-      },
-    );
-  }, 120_000);
+  /** Config edits that make a load fail after some of a model's weights were uploaded, and the error each gives. */
+  const HALFWAY: { part: string; edit(cfg: Record<string, number>): void; error: RegExp }[] = [
+    // The text encoder's embeddings and first attention are uploaded before its MLP's shape disagrees.
+    { part: "text_encoder", edit: (c) => void (c.intermediate_size += 8), error: /"model\.layers\.0\.mlp\.gate_proj\.weight" is \[\d+,\d+\], config wants/ },
+    // The text encoder, the prompt and the transformer's blocks are uploaded before a missing block shows.
+    { part: "transformer", edit: (c) => void (c.num_single_layers += 1), error: /checkpoint has no "single_transformer_blocks\.2\./ },
+  ];
+  for (const { part, edit, error } of HALFWAY) {
+    test(`a ${part} config the checkpoint does not match: the load fails halfway and frees everything it uploaded`, async () => {
+      const dev = await testDevice();
+      await withRepoCopy(
+        async (dir) => {
+          const path = `${dir}/${part}/config.json`;
+          const cfg = JSON.parse(await readFile(path, "utf8"));
+          edit(cfg);
+          await writeFile(path, JSON.stringify(cfg));
+        },
+        async (dir) => {
+          const before = held(dev);
+          dev.resetPeak();
+          await expect(Flux2Pipeline.load(dev, { dir, prompts: ["a cat"] })).rejects.toThrow(error);
+          expect(dev.peakBytes - before).toBeGreaterThan(2 ** 20); // it did upload: the failure came halfway
+          expect(held(dev)).toBe(before);
+        },
+      );
+    }, 120_000);
+  }
 
   test("a truncated shard: refused with the file named before any weight is uploaded, nothing held", async () => {
     const dev = await testDevice();
