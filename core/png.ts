@@ -13,9 +13,9 @@
 //   is read (depth/colour combination, 1 ≤ size ≤ 2³¹−1, at most 178,956,970 pixels, where Pillow raises
 //   DecompressionBombError), every chunk's CRC is checked, and the inflate buffer is never larger than deflate's
 //   1032:1 ratio allows for the bytes present, so a file claiming more pixels than it carries is refused without
-//   allocating the claimed size. Rejected where Pillow decodes something: a palette image without PLTE, an index
-//   outside PLTE, too little image data, no IEND. The zlib Adler-32 is not checked (fflate skips it; the chunk CRCs
-//   cover the same bytes).
+//   allocating the claimed size. Rejected where Pillow 9.4 returns made-up pixels: a palette image without PLTE or
+//   an index outside PLTE (Pillow shows index i as gray i,i,i), too little image data (Pillow pads with black), no
+//   IEND. The zlib Adler-32 is not checked (fflate skips it; the chunk CRCs cover the same bytes).
 // - Encode: RGB or RGBA (and gray), one IDAT, per-row adaptive filter (the minimum sum of absolute differences
 //   heuristic libpng uses), zlib level 6 by default.
 import { unzlibSync, zlibSync } from "fflate";
