@@ -13,9 +13,9 @@
 //   is read (depth/colour combination, 1 ≤ size ≤ 2³¹−1, at most 178,956,970 pixels, where Pillow raises
 //   DecompressionBombError), every chunk's CRC is checked, and the inflate buffer is never larger than deflate's
 //   1032:1 ratio allows for the bytes present, so a file claiming more pixels than it carries is refused without
-//   allocating the claimed size. Rejected where Pillow decodes something: a palette image without PLTE, an index
-//   outside PLTE, too little image data, no IEND. The zlib Adler-32 is not checked (fflate skips it; the chunk CRCs
-//   cover the same bytes).
+//   allocating the claimed size. Rejected where Pillow 9.4 returns made-up pixels: a palette image without PLTE or
+//   an index outside PLTE (Pillow shows index i as gray i,i,i), too little image data (Pillow pads with black), no
+//   IEND. The zlib Adler-32 is not checked (fflate skips it; the chunk CRCs cover the same bytes).
 // - Encode: RGB or RGBA (and gray), one IDAT, per-row adaptive filter (the minimum sum of absolute differences
 //   heuristic libpng uses), zlib level 6 by default.
 import { unzlibSync, zlibSync } from "fflate";
@@ -147,6 +147,10 @@ export function decodePng(bytes: Uint8Array, name = "PNG data"): Image8 {
       if (!unfilter(raw, row, rowBytes, bpp, y > 0 ? row - rowBytes : -1)) fail(`invalid filter type ${raw[row]} in row ${y}${interlace ? ` of Adam7 pass ${ADAM7.findIndex((a) => a[0] === x0 && a[1] === y0) + 1}` : ""}`);
       const s = row + 1;
       let o = ((y0 + y * dy) * width + x0) * channels;
+      if (depth === 8 && dx === 1 && colorType !== 3) {
+        px.set(raw.subarray(s, s + rowBytes), o); // the common case: the row is the pixels
+        continue;
+      }
       for (let x = 0, j = 0; x < w; x++, o += dx * channels) {
         for (let k = 0; k < samples; k++, j++) {
           const v = depth === 8 ? raw[s + j] : depth === 16 ? raw[s + 2 * j] : (raw[s + ((j * depth) >> 3)] >> (8 - depth - ((j * depth) & 7))) & mask;
@@ -160,30 +164,27 @@ export function decodePng(bytes: Uint8Array, name = "PNG data"): Image8 {
   return { width, height, channels, data: px };
 }
 
-/** Undoes the row filter in place: raw[row] is the filter type, the row's bytes follow, `up` is the row above's
- * first byte (−1 for none). False for an unknown filter type. */
+/** Undoes the row filter in place: raw[row] is the filter type, the row's n bytes follow, `up` is the row above's
+ * first byte (−1 for none, when "up" reads as zeros). False for an unknown filter type. */
 function unfilter(raw: Uint8Array, row: number, n: number, bpp: number, up: number): boolean {
   const s = row + 1;
-  switch (raw[row]) {
-    case 0:
-      return true;
-    case 1:
-      for (let i = bpp; i < n; i++) raw[s + i] += raw[s + i - bpp];
-      return true;
-    case 2:
-      if (up >= 0) for (let i = 0; i < n; i++) raw[s + i] += raw[up + i];
-      return true;
-    case 3:
-      for (let i = 0; i < n; i++) raw[s + i] += ((i >= bpp ? raw[s + i - bpp] : 0) + (up >= 0 ? raw[up + i] : 0)) >> 1;
-      return true;
-    case 4:
-      for (let i = 0; i < n; i++) {
-        const a = i >= bpp ? raw[s + i - bpp] : 0;
-        raw[s + i] += up < 0 ? a : paeth(a, raw[up + i], i >= bpp ? raw[up + i - bpp] : 0);
-      }
-      return true;
-  }
-  return false;
+  const f = raw[row];
+  if (f === 0 || (f === 2 && up < 0)) return true;
+  if (f === 1 || (f === 4 && up < 0)) {
+    for (let i = s + bpp; i < s + n; i++) raw[i] += raw[i - bpp];
+  } else if (f === 2) {
+    for (let i = 0; i < n; i++) raw[s + i] += raw[up + i];
+  } else if (f === 3) {
+    for (let i = 0; i < n; i++) raw[s + i] += ((i >= bpp ? raw[s + i - bpp] : 0) + (up >= 0 ? raw[up + i] : 0)) >> 1;
+  } else if (f === 4) {
+    for (let i = 0; i < bpp; i++) raw[s + i] += raw[up + i];
+    for (let i = bpp; i < n; i++) {
+      const a = raw[s + i - bpp], b = raw[up + i], c = raw[up + i - bpp];
+      const pa = Math.abs(b - c), pb = Math.abs(a - c), pc = Math.abs(a + b - 2 * c);
+      raw[s + i] += pa <= pb && pa <= pc ? a : pb <= pc ? b : c;
+    }
+  } else return false;
+  return true;
 }
 
 /** Encodes an 8-bit image as PNG. */

@@ -35,8 +35,8 @@ describe("score CLI", () => {
     expect(Math.abs(s[2] - s[3])).toBeLessThanOrEqual(0.0024);
   }, 120_000);
 
-  test("hostile files: exit 2, one line naming the file, no stack trace", () => {
-    for (const [file, why] of [["bomb_179mp.png", /over the limit of 178,956,970/], ["truncated.jpg", /corrupt or truncated JPEG/], ["dims_2e31.png", /invalid size/], ["missing_plte.png", /without a PLTE/]] as const) {
+  test("hostile or missing files: exit 2, one line naming the file, no stack trace", () => {
+    for (const [file, why] of [["bomb_179mp.png", /over the limit of 178,956,970/], ["truncated.jpg", /corrupt or truncated JPEG/], ["dims_2e31.png", /invalid size/], ["missing_plte.png", /without a PLTE/], ["no_such_file.png", /cannot read \(ENOENT/]] as const) {
       const r = score(["pil_rgb8.png", file]);
       expect(r.code).toBe(2);
       expect(r.stdout).toBe("");

@@ -95,6 +95,30 @@ describe("image corpus", () => {
     }
   });
 
+  test("files claiming more pixels than they carry are refused without allocating the claimed size", () => {
+    // Every byte array the decoder makes goes through the global Uint8Array (fflate inflates into ours): a
+    // counting subclass stands in for it while each file is refused.
+    const Real = globalThis.Uint8Array;
+    const g = globalThis as { Uint8Array: unknown };
+    // Claimed: 300 MB of RGB rows, 22 MB of 1-bit rows (and 539 MB as RGB), 10.8 GB of RGB.
+    for (const file of ["claims_100mp_carries_1kb.png", "bomb_179mp.png", "bomb_60000.jpg"]) {
+      const bytes = readFileSync(join(DIR, file));
+      let largest = 0;
+      g.Uint8Array = class extends Real {
+        constructor(...args: ConstructorParameters<typeof Uint8Array>) {
+          super(...args);
+          largest = Math.max(largest, this.length);
+        }
+      };
+      try {
+        expect(() => decodeImage(bytes, file)).toThrow(new RegExp(`^${file}: `));
+      } finally {
+        g.Uint8Array = Real;
+      }
+      expect({ file, largestOk: largest < 2 ** 20 }).toEqual({ file, largestOk: true });
+    }
+  });
+
   test("decodeImage tells PNG from JPEG by content and names an unknown format", () => {
     const jpg = readFileSync(join(DIR, "pil_gray.jpg"));
     expect(decodeImage(jpg, "renamed.png").width).toBe(48);
