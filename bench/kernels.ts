@@ -1,11 +1,11 @@
 // Kernel benchmark: per kernel and size, the time per call, GFLOP/s (compute-bound ops) or GB/s (memory-bound
 // ops), next to baselines measured in the same process: the adapter's own FMA-only peak (`fma_peak`), a CPU matmul
-// (numpy/OpenBLAS when python3-numpy is installed, else a blocked JS loop) and the device-to-device copy rate.
+// (numpy/OpenBLAS when python3-numpy is installed, else a JS loop; both at the matmul rows' own n³) and the device-to-device copy rate.
 // Matmul's ratio to fma_peak comes from rounds that time both back to back (a shared 2-core VM drifts by ±25%
 // within a minute, so one peak taken at the start is not a fair yardstick for a row measured later).
 // Matmul runs once per kernel the device can run (its default first; `profile` names the kernel), so kernel choices
-// compare within one run. Correctness lives in tests/kernels; this file only measures. `bun run bench` writes
-// bench/results.json.
+// compare within one run. Correctness lives in tests/kernels; this file only measures. `bun run bench [--quick]
+// [--out file]` writes bench/results.json (or the file).
 import { Device, params, Tensor } from "../core/index.ts";
 import * as K from "../kernels/index.ts";
 
@@ -122,7 +122,7 @@ export async function dispatchOverhead(dev: Device, n = 2000): Promise<{ hostUs:
   return { hostUs: (host * 1e3) / (Math.ceil(n / 200) * 200), totalUs };
 }
 
-/** CPU matmul baseline: numpy (OpenBLAS) in a subprocess when available, else a cache-blocked JS loop. */
+/** CPU matmul baseline at n³: numpy (OpenBLAS) in a subprocess when available, else a plain i-k-j JS loop. */
 export async function cpuMatmulGflops(n: number): Promise<{ name: string; gflops: number }> {
   try {
     const cp = await import("node:child_process");
@@ -137,15 +137,15 @@ print(2*${n}**3*k/(time.perf_counter()-t)/1e9)`;
   } catch {
     // no subprocesses here (browser): fall through to the JS loop
   }
-  const m = Math.min(n, 384);
-  const a = new Float32Array(m * m).map(Math.random), b = new Float32Array(m * m).map(Math.random), c = new Float32Array(m * m);
+  // Timed at n itself: a smaller product would measure another cache regime than the row it stands beside.
+  const a = new Float32Array(n * n).map(Math.random), b = new Float32Array(n * n).map(Math.random), c = new Float32Array(n * n);
   const t0 = performance.now();
-  for (let i = 0; i < m; i++)
-    for (let k = 0; k < m; k++) {
-      const av = a[i * m + k];
-      for (let j = 0; j < m; j++) c[i * m + j] += av * b[k * m + j];
+  for (let i = 0; i < n; i++)
+    for (let k = 0; k < n; k++) {
+      const av = a[i * n + k];
+      for (let j = 0; j < n; j++) c[i * n + j] += av * b[k * n + j];
     }
-  return { name: "js-loop", gflops: (2 * m ** 3) / ((performance.now() - t0) * 1e6) };
+  return { name: "js-loop", gflops: (2 * n ** 3) / ((performance.now() - t0) * 1e6) };
 }
 
 export async function runBench(dev: Device, opts: { quick?: boolean; log?: (s: string) => void } = {}): Promise<BenchRow[]> {
@@ -237,5 +237,6 @@ export async function benchToFile(path: string, quick: boolean): Promise<BenchRo
 
 if (import.meta.main) {
   const argv = (globalThis as { process?: { argv: string[] } }).process?.argv ?? [];
-  await benchToFile(new URL("./results.json", import.meta.url).pathname, argv.includes("--quick"));
+  const out = argv.includes("--out") ? argv[argv.indexOf("--out") + 1] : new URL("./results.json", import.meta.url).pathname;
+  await benchToFile(out, argv.includes("--quick"));
 }

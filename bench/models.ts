@@ -1,6 +1,6 @@
 // Model benchmark for the real FLUX.2-klein-4B configuration with random bf16 weights (models/flux2/klein4b.ts):
 // FLOP counts from the config, measured times and GFLOP/s, and per-forward / per-decode times extrapolated by FLOP
-// count. `bun run bench:models [--full]` prints the table and writes bench/models.json.
+// count. `bun run bench:models [--full] [--out file]` prints the table and writes bench/models.json (or the file).
 // Design:
 // - FLOPs count 2·M·N·K per matmul (every Linear), 4·L²·D per attention (QK and PV over all heads), and
 //   2·C_out·C_in·k²·H·W per convolution; norms, activations, RoPE and copies are left out (a few % of the time).
@@ -207,6 +207,6 @@ if (import.meta.main) {
   const r = await benchModels(dev, { full, repeat: 5, onRow: print });
   const { writeFile } = await import("node:fs/promises");
   const out = { adapter: r.adapter, loadAverage: load, date: new Date().toISOString(), seconds: (performance.now() - t0) / 1000, rows: r.rows };
-  await writeFile(new URL("./models.json", import.meta.url), JSON.stringify(out, null, 2) + "\n");
+  await writeFile(argv.includes("--out") ? argv[argv.indexOf("--out") + 1] : new URL("./models.json", import.meta.url), JSON.stringify(out, null, 2) + "\n");
   dev.destroy();
 }

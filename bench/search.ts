@@ -1,7 +1,8 @@
 // Noise-search benchmark on synthetic problems that behave like the real objective (PickScore of a 4-step render):
 // smooth, sensitive mostly to the noise's low frequencies (the "spectral bias" SES builds on), plus a noisy variant.
-// `bun run bench:search` runs every algorithm over many seeds and budgets, prints mean ± std of the best score per
-// budget, and writes bench/search.json and bench/search.svg (score vs budget per algorithm, ±1 std bars).
+// `bun run bench:search [--seeds N] [--out dir]` runs every algorithm over many seeds and budgets, prints mean ± std
+// of the best score per budget, and writes search.json and search.svg (score vs budget per algorithm, ±1 std bars)
+// into bench/ (or the folder).
 // - Objective: f(z) = cos(L(z), T_L) + 0.1·cos(D1(z), T_D), L = the level-4 Haar approximation band, D1 = the level-1
 //   diagonal band, T fixed random targets; computed on the CPU in f64 from the read-back noise (one readback per
 //   objective call), so it is a function of each noise alone. Scale-invariant, so clean latents of the Gaussian
@@ -258,7 +259,7 @@ if (import.meta.main) {
   const seconds = (performance.now() - t0) / 1000;
   console.log(`\n${seconds.toFixed(1)} s`);
   const { writeFileSync } = await import("node:fs");
-  const dir = new URL(".", import.meta.url).pathname;
+  const dir = argv.includes("--out") ? `${argv[argv.indexOf("--out") + 1]}/` : new URL(".", import.meta.url).pathname;
   writeFileSync(`${dir}search.json`, JSON.stringify({ device: dev.describe(), shape, seeds, budgets, seconds, sigmas: BENCH_SIGMAS, panels }, null, 1));
   writeFileSync(`${dir}search.svg`, svg(panels, budgets, seeds));
   console.log(`wrote ${dir}search.json and ${dir}search.svg`);
