@@ -375,6 +375,7 @@ export class Flux2Pipeline {
         sizes.push({ width: ref.width, height: ref.height });
       }
       const tokens = parts.length === 1 ? parts.pop()! : concat(parts, 1);
+      this.dev.trimPool(); // the encoder's activation sizes are of no use to the transformer
       return { tokens, ids: referenceIds(grids), sizes };
     } finally {
       for (const t of parts) t.dispose();
