@@ -6,13 +6,17 @@ export class UsageError extends Error {
 }
 
 export interface Parsed {
+  /** The last value of each flag given (true for booleans). */
   flags: Map<string, string | true>;
+  /** Every value of each valued flag, in order (for repeatable flags such as --ref). */
+  lists: Map<string, string[]>;
   positionals: string[];
 }
 
 /** Parses argv against the flags a command accepts; `booleans` take no value. Unknown flags are errors. */
 export function parseArgs(args: string[], valued: string[], booleans: string[] = []): Parsed {
   const flags = new Map<string, string | true>();
+  const lists = new Map<string, string[]>();
   const positionals: string[] = [];
   for (let i = 0; i < args.length; i++) {
     const a = args[i];
@@ -27,9 +31,10 @@ export function parseArgs(args: string[], valued: string[], booleans: string[] =
       const v = eq >= 0 ? a.slice(eq + 1) : args[++i];
       if (v === undefined) throw new UsageError(`--${name} needs a value`);
       flags.set(name, v);
+      lists.set(name, [...(lists.get(name) ?? []), v]);
     } else throw new UsageError(`unknown option --${name}`, `known: ${[...valued, ...booleans].map((f) => "--" + f).join(" ")}`);
   }
-  return { flags, positionals };
+  return { flags, lists, positionals };
 }
 
 /** A numeric flag with bounds, or the default. */

@@ -2,7 +2,8 @@
 // purpose: the search orchestration is shared with the browser app. A run's log makes every candidate
 // reproducible: `--replay log.json --candidate K` re-runs the search on the logged scores (no transformer calls
 // for noise searches) and renders only candidate K, bit-identical to the original. Progress goes to stderr,
-// results to stdout; user mistakes are UsageErrors (one line plus a hint).
+// results to stdout; user mistakes are UsageErrors (one line plus a hint). Reference images (--ref, editing) are
+// read, decoded, checked and hashed before any model loads, so a bad one costs nothing and writes nothing.
 import type { Device } from "../core/index.ts";
 import { nodeFs, readText } from "../core/platform.ts";
 import { type Image8, writePng } from "../core/png.ts";
@@ -15,6 +16,9 @@ import {
   type GenerationSettings,
   generateWithSearch,
   imageRgb8,
+  type LoadedReference,
+  loadReferences,
+  referenceOutputSize,
   replayGeneration,
   resolveSettings,
   VERIFIER_NAMES,
@@ -28,12 +32,16 @@ import { locateModel, openDevice } from "./resolve.ts";
 
 export const help = `flux2ts generate --prompt "text" [options]
 
-Text to image with FLUX.2-klein, optionally searching the initial noise for the best reward (PickScore).
+Text to image with FLUX.2-klein, optionally searching the initial noise for the best reward (PickScore);
+with --ref, editing: the prompt applies to the reference images.
 
   --prompt text / --prompt-file f  the prompt (file: UTF-8 text, surrounding whitespace dropped)
   --negative-prompt text   turns classifier-free guidance on (distilled models); non-distilled models use ""
   --guidance x             CFG scale, or the embedded guidance of models that have one (default 4)
-  --width n --height n     image size, multiples of 16 (default 1024 × 1024)
+  --ref file               a reference PNG or JPEG (repeat for several, in order): sides ≥ 64 px, aspect ≤ 8, over
+                           1024² px resized to about 1024² px; each one's name, size and SHA-256 are logged
+  --width n --height n     image size, multiples of 16 (default 1024 × 1024; with --ref, the first
+                           reference's size cropped to multiples of 16)
   --steps n                sampler steps (default: 4 for distilled models, else 50)
   --seed n                 base noise seed, 0 ≤ n < 2^32 (default 0); the search draws from its own stream
   --search name            none (default) | random | zero-order | paths | ses
@@ -50,13 +58,14 @@ Text to image with FLUX.2-klein, optionally searching the initial noise for the 
   --offline                use the local cache only
   --replay log.json --candidate k
                            re-render candidate k of a logged run (settings from the log; writes --out,
-                           default <log>-<k>.png)`;
+                           default <log>-<k>.png); its reference files are read from the logged names
+                           (or the --ref given) and must have the logged SHA-256`;
 
 const VALUED = [
   "prompt", "prompt-file", "negative-prompt", "guidance", "width", "height", "steps", "seed", "search", "budget", "verifier", "batch",
-  "out", "model", "reward-model", "reward-processor", "endpoint", "replay", "candidate",
+  "out", "model", "reward-model", "reward-processor", "endpoint", "replay", "candidate", "ref",
 ];
-const REPLAY_FLAGS = new Set(["replay", "candidate", "out", "model", "reward-model", "reward-processor", "endpoint", "offline"]);
+const REPLAY_FLAGS = new Set(["replay", "candidate", "out", "model", "reward-model", "reward-processor", "endpoint", "offline", "ref"]);
 
 interface ModelNames {
   model: string;
@@ -92,6 +101,24 @@ async function promptOf(p: Parsed): Promise<string> {
   return text;
 }
 
+/** Reads, decodes, checks and hashes reference files; any problem is a UsageError naming the file. */
+async function readReferences(paths: readonly string[]): Promise<LoadedReference[]> {
+  const fs = await nodeFs();
+  const files: { name: string; bytes: Uint8Array }[] = [];
+  for (const name of paths) {
+    try {
+      files.push({ name, bytes: new Uint8Array(await fs.readFile(name)) });
+    } catch (e) {
+      throw new UsageError(`cannot read --ref ${name}: ${String((e as Error).message).split("\n")[0]}`);
+    }
+  }
+  try {
+    return await loadReferences(files);
+  } catch (e) {
+    throw new UsageError(`--ref ${String((e as Error).message).split("\n")[0]}`, "a PNG or JPEG image with both sides ≥ 64 px and an aspect ratio ≤ 8");
+  }
+}
+
 function sizeFlag(p: Parsed, name: string): number {
   const v = intFlag(p, name, 1024, 16, 16384);
   if (v % 16) throw new UsageError(`--${name} must be a multiple of 16, got ${v}`, `e.g. --${name} ${Math.max(16, Math.round(v / 16) * 16)}`);
@@ -116,7 +143,13 @@ function guidanceFlag(p: Parsed): number | undefined {
  * Opens the GPU, loads the pipeline (encoding the prompts first, then freeing the text encoder) and PickScore, runs
  * `fn` with them and frees everything.
  */
-async function withModels<T>(names: ModelNames, hub: { endpoint?: string; offline: boolean }, prompts: string[], fn: (m: GenerationModels) => Promise<T>): Promise<T> {
+async function withModels<T>(
+  names: ModelNames,
+  hub: { endpoint?: string; offline: boolean },
+  prompts: string[],
+  vaeEncoder: boolean,
+  fn: (m: GenerationModels) => Promise<T>,
+): Promise<T> {
   const dirs = {
     model: await locateModel("--model", names.model, hub),
     reward: await locateModel("--reward-model", names.rewardModel, hub),
@@ -125,7 +158,7 @@ async function withModels<T>(names: ModelNames, hub: { endpoint?: string; offlin
   const dev = await openDevice();
   let models: GenerationModels | undefined;
   try {
-    models = await loadModels(dev, dirs, names, prompts);
+    models = await loadModels(dev, dirs, names, prompts, vaeEncoder);
     return await fn(models);
   } finally {
     if (models) {
@@ -136,13 +169,19 @@ async function withModels<T>(names: ModelNames, hub: { endpoint?: string; offlin
   }
 }
 
-async function loadModels(dev: Device, dirs: { model: string; reward: string; processor: string }, names: ModelNames, prompts: string[]): Promise<GenerationModels> {
+async function loadModels(
+  dev: Device,
+  dirs: { model: string; reward: string; processor: string },
+  names: ModelNames,
+  prompts: string[],
+  vaeEncoder: boolean,
+): Promise<GenerationModels> {
   const line = new ProgressLine();
   line.update(`loading ${names.model}`);
   let pipe: Flux2Pipeline;
   try {
     // memoryBudget 0: every prompt is known now, so the text encoder never shares the GPU with the transformer.
-    pipe = await Flux2Pipeline.load(dev, { dir: dirs.model, prompts, memoryBudget: 0 });
+    pipe = await Flux2Pipeline.load(dev, { dir: dirs.model, prompts, memoryBudget: 0, vaeEncoder });
   } catch (e) {
     line.end();
     throw new UsageError(`cannot load --model ${names.model}: ${String((e as Error).message).split("\n")[0]}`, "a FLUX.2 repo in the diffusers layout (model_index.json, transformer/, vae/, text_encoder/, tokenizer/)");
@@ -178,6 +217,7 @@ export async function run(args: string[]): Promise<number> {
   if (p.flags.has("candidate")) throw new UsageError("--candidate needs --replay log.json");
 
   const prompt = await promptOf(p);
+  const references = await readReferences(p.lists.get("ref") ?? []);
   const search = choice(p, "search", SEARCH_NAMES, "none");
   const settings: GenerationSettings = {
     prompt,
@@ -191,6 +231,7 @@ export async function run(args: string[]): Promise<number> {
     budget: intFlag(p, "budget", search === "none" ? 1 : 50, 1, 1_000_000),
     verifier: choice<VerifierName>(p, "verifier", VERIFIER_NAMES, "pickscore"),
     batch: intFlag(p, "batch", 1, 1, 1024),
+    references,
   };
   const out = strFlag(p, "out", "out.png")!;
   if (!/\.png$/i.test(out)) throw new UsageError(`--out ${out} must name a .png file`);
@@ -200,7 +241,13 @@ export async function run(args: string[]): Promise<number> {
     rewardProcessor: strFlag(p, "reward-processor", "clip-h14-processor")!,
   };
 
-  return withModels(names, hub, [prompt, settings.negativePrompt ?? ""], async (models) => {
+  return withModels(names, hub, [prompt, settings.negativePrompt ?? ""], references.length > 0, async (models) => {
+    if (references.length) {
+      // Upstream's default: each side not given is the first reference's (resized and cropped).
+      const size = referenceOutputSize(models.pipe, references[0]);
+      if (!p.flags.has("width")) settings.width = size.width;
+      if (!p.flags.has("height")) settings.height = size.height;
+    }
     try {
       resolveSettings(models.pipe, settings);
     } catch (e) {
@@ -265,10 +312,17 @@ async function replay(p: Parsed, hub: { endpoint?: string; offline: boolean }): 
     rewardProcessor: strFlag(p, "reward-processor", log.models.rewardProcessor)!,
   };
   const { prompt, negativePrompt } = log.settings;
-  return withModels(names, hub, [prompt, negativePrompt ?? ""], async (models) => {
+  const references = await readReferences(p.lists.get("ref") ?? (log.settings.references ?? []).map((r) => r.file));
+  for (const [i, r] of references.entries()) {
+    const want = log.settings.references?.[i];
+    if (want && r.sha256 !== want.sha256) {
+      throw new UsageError(`--replay: reference ${r.file} has SHA-256 ${r.sha256}, but the run used ${want.file} with SHA-256 ${want.sha256}`, "replay with the reference files the run used");
+    }
+  }
+  return withModels(names, hub, [prompt, negativePrompt ?? ""], references.length > 0, async (models) => {
     let image;
     try {
-      image = await replayGeneration(models, log, k);
+      image = await replayGeneration(models, log, k, { references });
     } catch (e) {
       const msg = String((e as Error).message);
       if (/^replay/.test(msg)) throw new UsageError(msg.split("\n")[0], "replay with the models and flux2ts version that wrote the log");

@@ -14,6 +14,7 @@ binding of this adapter.
   --width n, --height n   image size (default 1024 x 1024)
   --steps n               denoising steps (default 4)
   --batch n               images per batch (default 1)
+  --refs n                editing: n reference images of the output size (default 0)
   --execute               run the kernels for real and time each phase (GPU machines); default: dry run
   --repo dir              configs and weights of a local repo folder (diffusers layout) instead
   --json                  print the report as JSON`;
@@ -29,7 +30,8 @@ export function formatPlan(r: PlanReport): string {
   const table = rows.map((row) => row.map((v, c) => (c ? v.padStart(widths[c]) : v.padEnd(widths[c]))).join("  ")).join("\n");
   const ok = r.peak <= r.goal;
   const lines = [
-    `${r.model}: ${r.width}×${r.height}, ${r.steps} steps, batch ${r.batch} — ${r.mode} on ${r.adapter}`,
+    `${r.model}: ${r.width}×${r.height}, ${r.steps} steps, batch ${r.batch}${r.refs ? `, ${r.refs} reference${r.refs > 1 ? "s" : ""}` : ""} — ${r.mode} on ${r.adapter}`,
+    `tokens per transformer row: ${r.tokens.target} target + ${r.tokens.reference} reference + ${r.tokens.text} text`,
     "",
     table,
     "",
@@ -46,12 +48,13 @@ export function formatPlan(r: PlanReport): string {
 }
 
 export async function run(args: string[]): Promise<number> {
-  const p = parseArgs(args, ["width", "height", "steps", "batch", "repo"], ["execute", "json"]);
+  const p = parseArgs(args, ["width", "height", "steps", "batch", "refs", "repo"], ["execute", "json"]);
   const opts: PlanOptions = {
     width: intFlag(p, "width", 1024, 16, 8192),
     height: intFlag(p, "height", 1024, 16, 8192),
     steps: intFlag(p, "steps", 4, 1, 1000),
     batch: intFlag(p, "batch", 1, 1, 64),
+    refs: intFlag(p, "refs", 0, 0, 16),
     execute: p.flags.has("execute"),
     repo: strFlag(p, "repo"),
   };

@@ -15,13 +15,18 @@
 //   those pixels, so a written PNG scores what the log says.
 // - The log is plain JSON: settings, bestScore/bestIndex, evals, nfe and one record per candidate; replaying a
 //   candidate needs only the log and the same models (`replayGeneration`).
+// - Editing: reference files (name + bytes) are decoded, checked with upstream's rules and hashed (SHA-256 of the
+//   file) by `loadReferences`; a run encodes them once and every candidate's every step sees them. The log keeps
+//   each one's file name, byte count, pixel size and hash; a replay refuses files whose hash differs.
 import type { Tensor } from "../core/index.ts";
-import type { Image8 } from "../core/png.ts";
+import { decodeImage } from "../core/image.ts";
+import { type Image8, toRgb } from "../core/png.ts";
 import { concat, slice, unpackLatents } from "../kernels/layout.ts";
 import { averageRanks, clipScoreVerifier, pickScoreVerifier, selfSupervisedScores } from "../search/verifiers.ts";
 import type { PickScore } from "../models/clip/pickscore.ts";
 import { TRUNC_UINT8 } from "../models/clip/preprocess.ts";
-import { disposeConditioning, type Flux2Pipeline } from "../models/flux2/pipeline.ts";
+import { disposeConditioning, type Flux2Pipeline, type ReferenceTokens } from "../models/flux2/pipeline.ts";
+import { referenceSize } from "../models/flux2/reference.ts";
 import type { FlowMatchSchedule } from "../models/flux2/scheduler.ts";
 import { SEARCH_NAMES, type SearchName } from "../search/by_name.ts";
 import { pathRounds, type Denoiser } from "../search/paths.ts";
@@ -51,6 +56,22 @@ export interface GenerationSettings {
   verifier: VerifierName;
   /** Candidates per transformer call. */
   batch: number;
+  /** Editing mode: reference images, from `loadReferences`. */
+  references?: readonly LoadedReference[];
+}
+
+/** What a log records of a reference image: file name, file bytes, pixel size, SHA-256 of the file (hex). */
+export interface ReferenceRecord {
+  file: string;
+  bytes: number;
+  width: number;
+  height: number;
+  sha256: string;
+}
+
+/** A reference file decoded and hashed. */
+export interface LoadedReference extends ReferenceRecord {
+  image: Image8;
 }
 
 export interface ProgressEvent {
@@ -68,7 +89,13 @@ export interface ProgressEvent {
 export type GenerationEvent = CandidateEvent | ProgressEvent;
 
 export interface GenerationLog {
-  settings: Required<Omit<GenerationSettings, "negativePrompt">> & { negativePrompt: string | null; searchSeed: number; nfePerEval: number };
+  settings: Required<Omit<GenerationSettings, "negativePrompt" | "references">> & {
+    negativePrompt: string | null;
+    searchSeed: number;
+    nfePerEval: number;
+    /** Absent in logs of text-to-image runs. */
+    references?: ReferenceRecord[];
+  };
   bestScore: number;
   bestIndex: number;
   evals: number;
@@ -91,6 +118,27 @@ export interface GenerationModels {
 type Emit = (e: GenerationEvent) => void | Promise<void>;
 
 const isInt = (v: unknown, min: number, max = Number.MAX_SAFE_INTEGER) => Number.isInteger(v) && (v as number) >= min && (v as number) <= max;
+
+/**
+ * Decodes reference files (PNG or JPEG, as RGB), checks each with upstream's rules (sides ≥ 64 px, aspect ≤ 8) and hashes it.
+ * Throws one line naming the file for anything wrong.
+ */
+export async function loadReferences(files: readonly { name: string; bytes: Uint8Array }[]): Promise<LoadedReference[]> {
+  const out: LoadedReference[] = [];
+  for (const { name, bytes } of files) {
+    const image = toRgb(decodeImage(bytes, name));
+    referenceSize(image.width, image.height, 16, name);
+    const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>));
+    const sha256 = Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
+    out.push({ file: name, bytes: bytes.length, width: image.width, height: image.height, sha256, image });
+  }
+  return out;
+}
+
+/** The output size upstream takes without one: the first reference's size after its resize and crop. */
+export function referenceOutputSize(pipe: Flux2Pipeline, first: ReferenceRecord): { width: number; height: number } {
+  return referenceSize(first.width, first.height, pipe.pixelsPerToken, first.file);
+}
 
 /** Settings with the pipeline's defaults filled in; throws an Error naming the first bad setting. */
 export function resolveSettings(pipe: Flux2Pipeline, s: GenerationSettings): GenerationLog["settings"] {
@@ -135,6 +183,7 @@ export function resolveSettings(pipe: Flux2Pipeline, s: GenerationSettings): Gen
     batch: s.batch,
     searchSeed: s.seed + SEARCH_SEED_OFFSET,
     nfePerEval,
+    ...(s.references?.length ? { references: s.references.map(({ file, bytes, width, height, sha256 }) => ({ file, bytes, width, height, sha256 })) } : {}),
   };
 }
 
@@ -146,7 +195,13 @@ export function selfVerifierStep(schedule: FlowMatchSchedule): number {
 }
 
 /** The renderer, and for "paths" the denoiser, of a generation. */
-function wire(m: GenerationModels, s: GenerationLog["settings"], emit: Emit, evals: () => number): { renderer: CandidateRenderer; denoiser?: Denoiser } {
+function wire(
+  m: GenerationModels,
+  s: GenerationLog["settings"],
+  references: ReferenceTokens | undefined,
+  emit: Emit,
+  evals: () => number,
+): { renderer: CandidateRenderer; denoiser?: Denoiser } {
   const { pipe, scorer } = m;
   const { h, w } = pipe.latentSize(s.width, s.height);
   const schedule = pipe.schedule(s.steps, h * w);
@@ -156,7 +211,7 @@ function wire(m: GenerationModels, s: GenerationLog["settings"], emit: Emit, eva
   /** Steps [from, to) on the joined candidates → latents, and the x̂0 grid predicted at step `at` (if in range). */
   const sample = (xs: Tensor[], from: number, to: number, at: number): { latents: Tensor; x0: Tensor | null } => {
     const x = xs.length === 1 ? xs[0].reshape(xs[0].shape) : concat(xs, 0);
-    const cond = pipe.condition({ prompt: s.prompt, negativePrompt: s.negativePrompt ?? undefined, guidanceScale: s.guidance, batch: xs.length });
+    const cond = pipe.condition({ prompt: s.prompt, negativePrompt: s.negativePrompt ?? undefined, guidanceScale: s.guidance, batch: xs.length, references });
     let packed: Tensor | undefined;
     try {
       const latents = pipe.denoise(x, cond, {
@@ -237,7 +292,8 @@ export async function generateWithSearch(m: GenerationModels, settings: Generati
   const s = resolveSettings(m.pipe, settings);
   const emit: Emit = opts.onEvent ?? (() => {});
   let evals = 0;
-  const { renderer, denoiser } = wire(m, s, emit, () => evals);
+  const references = await encodeReferences(m.pipe, settings.references);
+  const { renderer, denoiser } = wire(m, s, references, emit, () => evals);
   const baseNoise = m.pipe.generateNoise({ width: s.width, height: s.height, seed: s.seed });
   try {
     const r = await runSearch({
@@ -267,23 +323,48 @@ export async function generateWithSearch(m: GenerationModels, settings: Generati
     return { image: r.image, log };
   } finally {
     baseNoise.dispose();
+    references?.tokens.dispose();
   }
 }
 
-/** Re-renders candidate `index` of a logged run (same models): the image [1, 3, H, W] it was scored on. */
-export async function replayGeneration(m: GenerationModels, log: GenerationLog, index: number, opts: { onEvent?: Emit } = {}): Promise<Tensor> {
+/** The references' tokens for a run (encoded once), or undefined without references. */
+function encodeReferences(pipe: Flux2Pipeline, refs: readonly LoadedReference[] | undefined): Promise<ReferenceTokens | undefined> {
+  if (!refs?.length) return Promise.resolve(undefined);
+  return pipe.encodeReferences(refs.map((r) => r.image), { names: refs.map((r) => r.file) });
+}
+
+/**
+ * Re-renders candidate `index` of a logged run (same models, and the same reference files when it had any: each
+ * one's SHA-256 must equal the log's): the image [1, 3, H, W] it was scored on.
+ */
+export async function replayGeneration(
+  m: GenerationModels,
+  log: GenerationLog,
+  index: number,
+  opts: { onEvent?: Emit; references?: readonly LoadedReference[] } = {},
+): Promise<Tensor> {
   const given = log.settings;
-  const s = resolveSettings(m.pipe, { ...given, negativePrompt: given.negativePrompt ?? undefined });
+  const logged = given.references ?? [];
+  const refs = opts.references ?? [];
+  if (refs.length !== logged.length) throw new Error(`replay: the log's run had ${logged.length} reference image(s), ${refs.length} given`);
+  for (const [i, r] of refs.entries()) {
+    if (r.sha256 !== logged[i].sha256) {
+      throw new Error(`replay: reference ${i + 1} ${r.file} has SHA-256 ${r.sha256}, the log's ${logged[i].file} had ${logged[i].sha256}`);
+    }
+  }
+  const s = resolveSettings(m.pipe, { ...given, negativePrompt: given.negativePrompt ?? undefined, references: refs });
   for (const k of ["searchSeed", "nfePerEval"] as const) {
     if (given[k] !== s[k]) throw new Error(`replay: the log's ${k} ${given[k]} differs from this build's ${s[k]} (log from another version or model?)`);
   }
   const scores = [...log.candidates].sort((a, b) => a.index - b.index).map((c) => c.score);
-  const { renderer, denoiser } = wire(m, s, opts.onEvent ?? (() => {}), () => 0);
+  const references = await encodeReferences(m.pipe, refs);
+  const { renderer, denoiser } = wire(m, s, references, opts.onEvent ?? (() => {}), () => 0);
   const baseNoise = m.pipe.generateNoise({ width: s.width, height: s.height, seed: s.seed });
   try {
     return await replayCandidate({ search: s.search, baseNoise, renderer, denoiser, budget: s.budget, seed: s.searchSeed, batch: s.batch, scores, target: index });
   } finally {
     baseNoise.dispose();
+    references?.tokens.dispose();
   }
 }
 

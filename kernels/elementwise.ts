@@ -176,13 +176,16 @@ export function gatedResidual(x: Tensor, gate: Tensor, y: Tensor): Tensor {
   return launch(`in0[i] + in1[${batchVec}] * in2[i]`, [x, gate, y], x.shape, { m1: D, rowLen: L });
 }
 
-/** SwiGLU on one tensor [..., 2F] split in halves: silu(first) · second → [..., F]. */
-export function swiglu(x: Tensor): Tensor {
+/**
+ * SwiGLU on columns [from, W) of x [..., W] split in halves: silu(first) · second → [..., F]. `from` reads the MLP
+ * part of a fused projection in place (no sliced copy of it).
+ */
+export function swiglu(x: Tensor, from = 0): Tensor {
   checkF32("swiglu", x);
-  const F2 = x.shape[x.shape.length - 1];
-  if (F2 % 2) throw new Error(`swiglu: last dim ${F2} of [${x.shape}] must be even`);
-  const F = F2 / 2;
-  const a = "in0[(i / u.m1) * 2u * u.m1 + i % u.m1]";
-  const b = "in0[(i / u.m1) * 2u * u.m1 + u.m1 + i % u.m1]";
-  return launch(`${a} / (1.0 + exp(-${a})) * ${b}`, [x], [...x.shape.slice(0, -1), F], { m1: F });
+  const W = x.shape[x.shape.length - 1];
+  if (!Number.isInteger(from) || from < 0 || (W - from) % 2 || W <= from) throw new Error(`swiglu: columns [${from}, ${W}) of [${x.shape}] must be a positive even count`);
+  const F = (W - from) / 2;
+  const a = "in0[(i / u.m1) * u.rowLen + u.m2 + i % u.m1]";
+  const b = "in0[(i / u.m1) * u.rowLen + u.m2 + u.m1 + i % u.m1]";
+  return launch(`${a} / (1.0 + exp(-${a})) * ${b}`, [x], [...x.shape.slice(0, -1), F], { m1: F, m2: from, rowLen: W });
 }

@@ -1,5 +1,5 @@
-// Spatial resampling of NCHW f32 images: nearest ×2 upsampling (the VAE upsampler), bicubic resize, center crop
-// and per-channel normalisation (CLIP preprocessing).
+// Spatial resampling of NCHW f32 images: nearest ×2 upsampling (the VAE upsampler), bicubic (and Pillow's Lanczos)
+// resize, center crop and per-channel normalisation (CLIP preprocessing, FLUX.2 reference images).
 // Bicubic resize is separable like PyTorch's: a horizontal pass, then a vertical one, each a 1-D filter whose
 // taps (first source index, count, weights) are computed once per (size, mode) on the CPU in f64 with PyTorch's
 // formulas and kept on the GPU. The "uint8" modes reproduce resizing a uint8 image bit-exactly: weights quantised
@@ -66,6 +66,8 @@ export interface ResizeOptions {
   /** Resize as a uint8 image (x must hold integers 0..255; so will the result): "torch" is torch's CPU uint8
    * kernel (torchvision resize of a uint8 tensor), "pil" is Pillow's (always antialiased). */
   uint8?: Uint8Resize;
+  /** "lanczos" is Pillow's LANCZOS (a = 3 windowed sinc, antialiased); only with uint8: "pil". Default "bicubic". */
+  filter?: "bicubic" | "lanczos";
 }
 
 /** The 1-D filter for one output size: per output index its first source index, tap count and weights. */
@@ -93,20 +95,25 @@ const pilCubic = (x: number) => {
   return 0;
 };
 
+// Pillow's lanczos_filter: sinc(x)·sinc(x/3) on [-3, 3), with sinc(0) = 1.
+const sinc = (x: number) => (x === 0 ? 1 : Math.sin(x * Math.PI) / (x * Math.PI));
+const pilLanczos = (x: number) => (x >= -3 && x < 3 ? sinc(x) * sinc(x / 3) : 0);
+
 /**
- * Bicubic taps exactly as PyTorch computes them (align_corners=False, size given): antialiased as in
- * `_compute_indices_min_size_weights_aa` (also Pillow's `precompute_coeffs`), plain as upsample_bicubic2d with
- * its clamped source indices folded into a contiguous window. `maxPartial` is torch's running maximum weight,
- * which sets the uint8 kernel's fixed-point precision.
+ * Resampling taps exactly as PyTorch computes bicubic ones (align_corners=False, size given): antialiased as in
+ * `_compute_indices_min_size_weights_aa` (also Pillow's `precompute_coeffs`, which takes any filter of support
+ * `radius`), plain as upsample_bicubic2d with its clamped source indices folded into a contiguous window.
+ * `maxPartial` is torch's running maximum weight, which sets the uint8 kernel's fixed-point precision.
  */
-export function bicubicTaps(
+export function resampleTaps(
   inSize: number,
   outSize: number,
   antialias: boolean,
   filter = cubic(antialias ? -0.5 : -0.75),
+  radius = 2,
 ): Taps & { maxPartial: number } {
   const scale = inSize / outSize;
-  const support = antialias && scale >= 1 ? 2 * scale : 2;
+  const support = antialias && scale >= 1 ? radius * scale : radius;
   const taps = antialias ? Math.ceil(support) * 2 + 1 : 4;
   const start = new Int32Array(outSize), count = new Int32Array(outSize);
   const weights = new Float64Array(outSize * taps);
@@ -183,13 +190,13 @@ interface Table {
 
 const tables = new WeakMap<Device, Map<string, Table>>();
 
-function table(dev: Device, inSize: number, outSize: number, antialias: boolean, mode?: Uint8Resize): Table {
-  const key = `${inSize}:${outSize}:${antialias}:${mode ?? "f32"}`;
+function table(dev: Device, inSize: number, outSize: number, antialias: boolean, mode?: Uint8Resize, lanczos = false): Table {
+  const key = `${inSize}:${outSize}:${antialias}:${mode ?? "f32"}:${lanczos}`;
   let cache = tables.get(dev);
   if (!cache) tables.set(dev, (cache = new Map()));
   let t = cache.get(key);
   if (!t) {
-    const taps = bicubicTaps(inSize, outSize, antialias, mode === "pil" ? pilCubic : undefined);
+    const taps = lanczos ? resampleTaps(inSize, outSize, true, pilLanczos, 3) : resampleTaps(inSize, outSize, antialias, mode === "pil" ? pilCubic : undefined);
     const q = mode ? quantizeTaps(taps, mode) : { weights: Float32Array.from(taps.weights), bits: 0 };
     const wBits = new Uint32Array(q.weights.buffer);
     const words = new Uint32Array(outSize * (taps.taps + 2));
@@ -206,10 +213,11 @@ function table(dev: Device, inSize: number, outSize: number, antialias: boolean,
 }
 
 /** One separable pass: x viewed as [outer, inLen, inner] → [outer, outLen, inner]. */
-function pass(x: Tensor, shape: number[], axis: 2 | 3, outLen: number, antialias: boolean, mode?: Uint8Resize): Tensor {
+function pass(x: Tensor, shape: number[], axis: 2 | 3, outLen: number, opts: ResizeOptions): Tensor {
   const dev = x.dev;
   const inLen = shape[axis];
-  const tab = table(dev, inLen, outLen, antialias, mode);
+  const mode = opts.uint8;
+  const tab = table(dev, inLen, outLen, opts.antialias ?? false, mode, opts.filter === "lanczos");
   const outShape = [...shape];
   outShape[axis] = outLen;
   const out = Tensor.empty(dev, outShape);
@@ -222,7 +230,8 @@ function pass(x: Tensor, shape: number[], axis: 2 | 3, outLen: number, antialias
 
 /**
  * Bicubic resize [B, C, H, W] → [B, C, outH, outW] as F.interpolate(mode="bicubic", align_corners=False, antialias)
- * (width first, then height, as PyTorch's separable kernel), or as a uint8 image resize (see ResizeOptions).
+ * (width first, then height, as PyTorch's separable kernel and Pillow), or as a uint8 image resize (see
+ * ResizeOptions, which also selects Pillow's Lanczos filter).
  */
 export function resizeBicubic(x: Tensor, outH: number, outW: number, opts: ResizeOptions = {}): Tensor {
   const what = "resizeBicubic";
@@ -235,6 +244,7 @@ export function resizeBicubic(x: Tensor, outH: number, outW: number, opts: Resiz
   if (opts.uint8 === "pil" && !antialias) {
     throw new Error(`${what}: Pillow's bicubic resize always antialiases; pass antialias: true`);
   }
+  if (opts.filter === "lanczos" && opts.uint8 !== "pil") throw new Error(`${what}: the Lanczos filter is Pillow's: pass uint8: "pil"`);
   if (H === outH && W === outW) {
     const out = Tensor.empty(x.dev, x.shape);
     x.dev.copy(x.binding(), out.binding());
@@ -243,11 +253,11 @@ export function resizeBicubic(x: Tensor, outH: number, outW: number, opts: Resiz
   let y = x;
   let shape = [B, C, H, W];
   if (W !== outW) {
-    y = pass(y, shape, 3, outW, antialias, opts.uint8);
+    y = pass(y, shape, 3, outW, opts);
     shape = [B, C, H, outW];
   }
   if (H !== outH) {
-    const h = pass(y, shape, 2, outH, antialias, opts.uint8);
+    const h = pass(y, shape, 2, outH, opts);
     if (y !== x) y.dispose();
     y = h;
   }

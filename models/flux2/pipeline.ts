@@ -18,14 +18,20 @@
 //   gets guidanceScale as its embedded guidance instead.
 // - Steps: step i calls the transformer at t_i/1000 and moves the latents by (σ_{i+1} − σ_i)·v; `denoise` runs any
 //   sub-range [from, to) of a schedule, so callers can stop at an intermediate sigma and resume.
+// - Editing (reference images): `encodeReferences` prepares each reference (reference.ts), encodes it on its own
+//   (VAE posterior mean, patchify, BN-normalise, pack) and gives its tokens ids with T = 10 + 10·i, once per run.
+//   Each step the transformer sees [target tokens, reference tokens] (each call's rows repeated per batch row) and
+//   only the target rows go to the Euler step; the schedule's mu counts the target tokens only.
 // - Everything stays on the GPU; nothing is read back unless a caller asks (onStep hands out live tensors).
 // - `generate`, `denoise` and `decode` leak nothing when they throw (a kernel error, an onStep callback that
 //   throws): they run under `Device.guard`, which frees every tensor made meanwhile, an onStep callback's too.
 import { type Device, joinPath, readText, Tensor } from "../../core/index.ts";
-import { concat, packLatents, unpackLatents } from "../../kernels/layout.ts";
+import type { Image8 } from "../../core/png.ts";
+import { concat, packLatents, slice, unpackLatents } from "../../kernels/layout.ts";
 import { lerpHalves } from "../../kernels/elementwise.ts";
 import { Qwen3PromptEncoder, textIds } from "../qwen3/prompt.ts";
 import { Weights } from "../weights.ts";
+import { prepareReference, referenceIds } from "./reference.ts";
 import { FLUX2_SCHEDULER, type FlowMatchConfig, type FlowMatchSchedule, flowMatchSigmas } from "./scheduler.ts";
 import { type Flux2TransformerConfig, Flux2Transformer } from "./transformer.ts";
 import { type Flux2VaeConfig, Flux2Vae, imageBytes, type PixelRounding, toImageFloat, type VaeDebug } from "./vae.ts";
@@ -37,6 +43,16 @@ export interface PromptEncoding {
   mask: Int32Array;
 }
 
+/** Encoded reference images (editing mode), shared by every step, batch row and candidate of a run. */
+export interface ReferenceTokens {
+  /** [1, Σ tokens, C]: each reference's normalised packed latents, in order. */
+  tokens: Tensor;
+  /** RoPE ids [Σ tokens, 4]: (10 + 10·i, r, c, 0) for reference i. */
+  ids: Int32Array;
+  /** Each reference's size after cropping (what the encoder saw). */
+  sizes: { width: number; height: number }[];
+}
+
 /** What the denoising loop conditions on, prepared once per generation (see `condition`). */
 export interface Conditioning {
   batch: number;
@@ -46,6 +62,8 @@ export interface Conditioning {
   cfgScale: number | null;
   /** Embedded guidance value (transformers with guidance_embeds). */
   guidance?: number;
+  /** Reference tokens appended to the latents at every step (not owned). */
+  references?: ReferenceTokens;
   /** Tensors this conditioning allocated (freed by `disposeConditioning`; cached prompt embeddings are not). */
   owned: Tensor[];
 }
@@ -60,6 +78,8 @@ export interface ConditionOptions {
   /** CFG scale (non-distilled models or with a negative prompt) or embedded guidance; default 4. */
   guidanceScale?: number;
   batch?: number;
+  /** Editing mode: references from `encodeReferences` (the caller keeps ownership). */
+  references?: ReferenceTokens;
 }
 
 /** Tensors handed to `onStep`; valid only during the call (start a read there, or copy). */
@@ -72,6 +92,8 @@ export interface StepInfo {
   velocity: Tensor;
   /** Timestep value passed to the transformer (t/1000). */
   timestep: number;
+  /** With references: the first transformer call's whole input [n, L + Lref, C] and output (reference rows too). */
+  joint?: { input: Tensor; output: Tensor };
 }
 
 /** Packed latents [B, h·w, C] after step i. */
@@ -196,6 +218,8 @@ export class Flux2Pipeline {
       textLayers?: readonly number[];
       /** Encoded (and cached) before the transformer is uploaded. */
       prompts?: readonly string[];
+      /** Also load the VAE encoder, which `encodeReferences` needs (editing mode). */
+      vaeEncoder?: boolean;
       /**
        * Bytes of GPU memory the pipeline may use: when the text encoder's, transformer's and VAE decoder's weights
        * together exceed it, the text encoder is freed once `prompts` are encoded (later prompts need promptEmbeds).
@@ -236,7 +260,7 @@ export class Flux2Pipeline {
       }
       const transformer = await Flux2Transformer.load(dev, tWeights, tCfg);
       loaded.push(transformer);
-      const vae = await Flux2Vae.load(dev, vWeights, vCfg, { encoder: false });
+      const vae = await Flux2Vae.load(dev, vWeights, vCfg, { encoder: opts.vaeEncoder ?? false });
       loaded.push(vae);
       for (const [p, enc] of prompts) {
         if (enc.embeds.shape[2] !== transformer.jointDim) {
@@ -316,6 +340,48 @@ export class Flux2Pipeline {
     return this.isDistilled ? 4 : 50;
   }
 
+  /**
+   * Editing mode: each reference checked, resized over 1024² px, center-cropped to multiples of pixelsPerToken and
+   * scaled to [-1, 1] (reference.ts), then encoded on its own: VAE posterior mean, 2×2 patchify, BN-normalise, pack.
+   * The tokens are concatenated in order; reference i's ids are (10 + 10·i, r, c, 0). Compute this once per run and
+   * pass it as `references` to every generation; the caller disposes `tokens`. `names` label errors (file names);
+   * `debug` sees ref_{i}_preprocessed, ref_{i}_vae_mean, ref_{i}_latent_normalized ([1, C, h, w]).
+   */
+  async encodeReferences(
+    images: readonly Image8[],
+    opts: { names?: readonly string[]; debug?: VaeDebug } = {},
+  ): Promise<ReferenceTokens> {
+    if (!images.length) throw new Error("Flux2Pipeline.encodeReferences: no reference images");
+    const parts: Tensor[] = [];
+    const grids: { h: number; w: number }[] = [];
+    const sizes: { width: number; height: number }[] = [];
+    try {
+      for (const [i, image] of images.entries()) {
+        const ref = await prepareReference(this.dev, image, this.pixelsPerToken, opts.names?.[i] ?? `reference ${i}`);
+        opts.debug?.(`ref_${i}_preprocessed`, ref.pixels);
+        const mean = this.vae.encode(ref.pixels);
+        ref.pixels.dispose();
+        opts.debug?.(`ref_${i}_vae_mean`, mean);
+        const tokens = this.vae.normalizeToPacked(mean);
+        mean.dispose();
+        const grid = { h: ref.height / this.pixelsPerToken, w: ref.width / this.pixelsPerToken };
+        if (opts.debug) {
+          const latent = unpackLatents(tokens, grid.h, grid.w);
+          opts.debug(`ref_${i}_latent_normalized`, latent);
+          latent.dispose();
+        }
+        parts.push(tokens);
+        grids.push(grid);
+        sizes.push({ width: ref.width, height: ref.height });
+      }
+      const tokens = parts.length === 1 ? parts.pop()! : concat(parts, 1);
+      this.dev.trimPool(); // the encoder's activation sizes are of no use to the transformer
+      return { tokens, ids: referenceIds(grids), sizes };
+    } finally {
+      for (const t of parts) t.dispose();
+    }
+  }
+
   /** Prepares the transformer's text input for a batch (see Conditioning). */
   condition(opts: ConditionOptions): Conditioning {
     const scale = opts.guidanceScale ?? 4.0;
@@ -325,7 +391,11 @@ export class Flux2Pipeline {
     const owned: Tensor[] = [];
     const cond = this.batchEmbeds(opts.prompt, opts.promptEmbeds, opts.batch, owned, "prompt");
     const B = cond.context.shape[0];
-    const result: Conditioning = { batch: B, calls: [cond], cfgScale: null, guidance: embedded ? scale : undefined, owned };
+    const refs = opts.references;
+    if (refs && (refs.tokens.shape.length !== 3 || refs.tokens.shape[0] !== 1 || refs.tokens.shape[2] !== this.latentChannels || refs.ids.length !== refs.tokens.shape[1] * 4)) {
+      throw new Error(`Flux2Pipeline: reference tokens [${refs.tokens.shape}] with ${refs.ids.length / 4} ids must be [1, L, ${this.latentChannels}] with L ids`);
+    }
+    const result: Conditioning = { batch: B, calls: [cond], cfgScale: null, guidance: embedded ? scale : undefined, references: refs, owned };
     if (!cfg) return result;
     const uncond = this.batchEmbeds(opts.negativePrompt ?? (opts.negativePromptEmbeds ? undefined : ""), opts.negativePromptEmbeds, B, owned, "negative prompt");
     result.cfgScale = scale;
@@ -400,34 +470,68 @@ export class Flux2Pipeline {
     if (!Number.isInteger(from) || !Number.isInteger(to) || from < 0 || to > schedule.steps || from > to) {
       throw new Error(`Flux2Pipeline.denoise: steps [${from}, ${to}) outside the ${schedule.steps}-step schedule`);
     }
-    const imgIds = latentIds(h, w);
-    let x = x0;
-    for (let i = from; i < to; i++) {
-      const t = schedule.modelTimestep(i);
-      const preds = cond.calls.map(({ context, txtIds }) => {
+    const refs = cond.references;
+    const targetIds = latentIds(h, w);
+    let imgIds = targetIds;
+    // The reference rows of each call, repeated to its row count once per loop.
+    const refRows = new Map<number, Tensor>();
+    if (refs) {
+      imgIds = new Int32Array(targetIds.length + refs.ids.length);
+      imgIds.set(targetIds);
+      imgIds.set(refs.ids, targetIds.length);
+      for (const { context } of cond.calls) {
         const n = context.shape[0];
-        const input = n === B ? x : concat(Array<Tensor>(n / B).fill(x), 0);
-        const y = this.transformer.forward({
-          x: input,
-          context,
-          timestep: Array<number>(n).fill(t),
-          guidance: cond.guidance === undefined ? undefined : Array<number>(n).fill(cond.guidance),
-          imgIds,
-          txtIds,
+        if (!refRows.has(n)) refRows.set(n, n === 1 ? refs.tokens : concat(Array<Tensor>(n).fill(refs.tokens), 0));
+      }
+    }
+    let x = x0;
+    try {
+      for (let i = from; i < to; i++) {
+        const t = schedule.modelTimestep(i);
+        let joint: StepInfo["joint"];
+        const preds = cond.calls.map(({ context, txtIds }) => {
+          const n = context.shape[0];
+          const rows = n === B ? x : concat(Array<Tensor>(n / B).fill(x), 0);
+          const input = refs ? concat([rows, refRows.get(n)!], 1) : rows;
+          if (input !== rows && rows !== x) rows.dispose();
+          const y = this.transformer.forward({
+            x: input,
+            context,
+            timestep: Array<number>(n).fill(t),
+            guidance: cond.guidance === undefined ? undefined : Array<number>(n).fill(cond.guidance),
+            imgIds,
+            txtIds,
+          });
+          if (!refs) {
+            if (input !== x) input.dispose();
+            return y;
+          }
+          // Only the target rows go on; the first call's whole input and output are shown to onStep.
+          const target = slice(y, 1, 0, h * w);
+          if (!joint && opts.onStep) joint = { input, output: y };
+          else {
+            input.dispose();
+            y.dispose();
+          }
+          return target;
         });
-        if (input !== x) input.dispose();
-        return y;
-      });
-      const prediction = preds.length === 1 ? preds[0] : concat(preds, 0);
-      if (preds.length > 1) preds.forEach((p) => p.dispose());
-      const velocity = cond.cfgScale === null ? prediction : lerpHalves(prediction, cond.cfgScale);
-      const next = schedule.step(x, velocity, i);
-      opts.onStep?.(i, next, { input: x, prediction, velocity, timestep: t });
-      if (velocity !== prediction) velocity.dispose();
-      prediction.dispose();
-      if (x !== x0) x.dispose();
-      x = next;
-      opts.onProgress?.(i - from + 1, to - from);
+        const prediction = preds.length === 1 ? preds[0] : concat(preds, 0);
+        if (preds.length > 1) preds.forEach((p) => p.dispose());
+        const velocity = cond.cfgScale === null ? prediction : lerpHalves(prediction, cond.cfgScale);
+        const next = schedule.step(x, velocity, i);
+        opts.onStep?.(i, next, { input: x, prediction, velocity, timestep: t, joint });
+        if (joint) {
+          joint.input.dispose();
+          joint.output.dispose();
+        }
+        if (velocity !== prediction) velocity.dispose();
+        prediction.dispose();
+        if (x !== x0) x.dispose();
+        x = next;
+        opts.onProgress?.(i - from + 1, to - from);
+      }
+    } finally {
+      for (const r of refRows.values()) if (r !== refs?.tokens) r.dispose();
     }
     // The caller owns the result: return a fresh view when no step ran.
     return x === x0 ? x0.reshape(x0.shape) : x;
@@ -446,12 +550,16 @@ export class Flux2Pipeline {
 
   private decodeTokens(tokens: Tensor, h: number, w: number, debug?: VaeDebug): { decoded: Tensor; image: Tensor } {
     const z = this.vae.denormalizePacked(tokens, h, w, debug);
+    debug?.("dec_unpatchified", z);
     const decoded = this.vae.decode(z, debug);
     z.dispose();
     return { decoded, image: toImageFloat(decoded) };
   }
 
-  /** Text → image: noise (given or from seed), the denoising loop, VAE decode. */
+  /**
+   * Text (and references) → image: noise (given or from seed), the denoising loop, VAE decode. Without a size or
+   * noise, the output takes the first reference's cropped size (as upstream).
+   */
   generate(opts: GenerateOptions): GenerateResult {
     return this.dev.guard(() => this.generateGuarded(opts));
   }
@@ -459,6 +567,7 @@ export class Flux2Pipeline {
   private generateGuarded(opts: GenerateOptions): GenerateResult {
     let noise = opts.initialNoise;
     let width = opts.width, height = opts.height;
+    if (!noise && opts.references && width === undefined && height === undefined) ({ width, height } = opts.references.sizes[0]);
     if (noise) {
       if (noise.shape.length !== 4) throw new Error(`Flux2Pipeline.generate: initialNoise [${noise.shape}] must be [B, C, h, w]`);
       const [, , h, w] = noise.shape;

@@ -8,6 +8,8 @@
 //   encoder and trim the pool → transformer + VAE decoder → `steps` denoising steps → VAE decode → PNG bytes. They
 //   call the model classes directly because a plan needs no tokenizer: token ids are synthetic (a short prompt,
 //   then padding), which changes no allocation.
+// - Editing (`refs` > 0): the VAE encoder is loaded too, `refs` references of the output size are encoded before
+//   denoising, and every step runs the transformer over the target and reference tokens together.
 // - Weights: random bf16 tensors with the real names and shapes (models/flux2/klein4b.ts), or a repo folder's
 //   configs and checkpoints (`repo`; the test compares dry run and execution on the tiny fixture repo).
 // - Per phase: weights resident (exact-size buffers), the peak above them (activations plus pooled free buffers),
@@ -16,7 +18,7 @@
 import { Device, joinPath, readText } from "../../core/index.ts";
 import { encodePng } from "../../core/png.ts";
 import { KLEIN_4B, type KleinConfigs, randomWeights } from "./klein4b.ts";
-import { disposeConditioning, Flux2Pipeline } from "./pipeline.ts";
+import { disposeConditioning, Flux2Pipeline, type ReferenceTokens } from "./pipeline.ts";
 import { Flux2Transformer } from "./transformer.ts";
 import { Flux2Vae, imageBytes } from "./vae.ts";
 import { Qwen3Encoder } from "../qwen3/encoder.ts";
@@ -30,6 +32,8 @@ export interface PlanOptions {
   height: number;
   steps: number;
   batch: number;
+  /** Reference images of width × height (editing mode); default 0. */
+  refs?: number;
   execute: boolean;
   /** A repo folder; default: KLEIN_4B with random weights. */
   repo?: string;
@@ -65,6 +69,9 @@ export interface PlanReport {
   height: number;
   steps: number;
   batch: number;
+  refs: number;
+  /** Tokens per transformer row: target image, reference images, text. */
+  tokens: { target: number; reference: number; text: number };
   maxStorageBufferBindingSize: number;
   phases: PhaseReport[];
   peak: number;
@@ -171,21 +178,28 @@ export async function runPlan(dev: Device, opts: PlanOptions): Promise<PlanRepor
     });
     const [trw, vw] = [await open("transformer"), await open("vae")];
     live.add(trw).add(vw);
-    const pipe = await measure("load transformer + VAE decoder", async () =>
+    const R = opts.refs ?? 0;
+    const pipe = await measure(`load transformer + VAE ${R ? "encoder and decoder" : "decoder"}`, async () =>
       Flux2Pipeline.create(dev, {
         transformer: await Flux2Transformer.load(dev, trw, cfg.transformer),
-        vae: await Flux2Vae.load(dev, vw, cfg.vae, { encoder: false }),
+        vae: await Flux2Vae.load(dev, vw, cfg.vae, { encoder: R > 0 }),
         scheduler: cfg.scheduler,
         isDistilled: cfg.isDistilled,
       }));
+    let refs: ReferenceTokens | undefined;
     try {
+      if (R) {
+        const image = { width, height, channels: 3 as const, data: new Uint8Array(width * height * 3) };
+        refs = await measure(`encode ${R} reference${R > 1 ? "s" : ""} of ${width}×${height}`, () => pipe.encodeReferences(Array<typeof image>(R).fill(image)));
+      }
       const latents = await measure(`denoise: ${steps} steps at ${width}×${height}`, () => {
         const noise = pipe.generateNoise({ width, height, seed: 1, batch: B });
-        const cond = pipe.condition({ promptEmbeds: embeds, batch: B, guidanceScale: 1 });
+        const cond = pipe.condition({ promptEmbeds: embeds, batch: B, guidanceScale: 1, references: refs });
         const out = pipe.denoise(noise, cond, { steps });
         disposeConditioning(cond);
         noise.dispose();
         embeds.dispose();
+        refs?.tokens.dispose();
         return out;
       });
       const decoded = await measure("VAE decode", () => {
@@ -208,6 +222,8 @@ export async function runPlan(dev: Device, opts: PlanOptions): Promise<PlanRepor
         height,
         steps,
         batch: B,
+        refs: R,
+        tokens: { target: (width * height) / pipe.pixelsPerToken ** 2, reference: refs ? refs.ids.length / 4 : 0, text: S },
         maxStorageBufferBindingSize: maxBind,
         phases,
         peak,
@@ -217,6 +233,7 @@ export async function runPlan(dev: Device, opts: PlanOptions): Promise<PlanRepor
         pngBytes: png.length,
       };
     } finally {
+      refs?.tokens.dispose();
       pipe.dispose();
     }
   } finally {

@@ -417,17 +417,14 @@ export class Flux2Transformer {
 
   private singleBlock(blk: SingleBlock, s: Tensor, m: Mod, r: Rope): Tensor {
     const D = this.D;
-    const F = this.mlpHidden;
     const h = this.adaNorm(s, m);
     const p = matmul(h, blk.qkvMlp);
     h.dispose();
     const q = this.toHeads(slice(p, 2, 0, D), blk.normQ);
     const k = this.toHeads(slice(p, 2, D, 2 * D), blk.normK);
     const v = this.toHeads(slice(p, 2, 2 * D, 3 * D), null);
-    const mlpIn = slice(p, 2, 3 * D, 3 * D + 2 * F);
+    const mlp = swiglu(p, 3 * D); // reads the MLP columns in place: no [L, 2F] copy next to p
     p.dispose();
-    const mlp = swiglu(mlpIn);
-    mlpIn.dispose();
     const o = this.attend(q, k, v, r);
     const cat = concat([o, mlp], 2);
     free(o, mlp);

@@ -10,9 +10,10 @@
 //   zeros elsewhere), then de-normalised, unpatchified and decoded.
 // - `scheduler`: the diffusers and DiffSynth schedules of every listed size/step count, and a short Euler loop on
 //   the case's tensors.
-// - `tiny_pipeline`, `tiny_pipeline_cfg`: Flux2Pipeline over the case's transformer and VAE (weights.safetensors
-//   keys prefixed `transformer.` / `vae.`, configs from the case.json they point to) fed the case's prompt
-//   embeddings and noise.
+// - `tiny_pipeline`, `tiny_pipeline_cfg`, `tiny_pipeline_edit`: Flux2Pipeline over the case's transformer and VAE
+//   (weights.safetensors keys prefixed `transformer.` / `vae.`, configs from the case.json they point to) fed the
+//   case's prompt embeddings and noise; the editing case's inputs ref_image_0, ref_image_1, ... ([H, W, 3] uint8)
+//   are its reference images, in index order, encoded with `encodeReferences`.
 // - the end-to-end folders repos/expected/<n> (their `case` is a number; claimed by a predicate): the repo named by
 //   config.repos.flux is loaded with Flux2Pipeline.load and run from the prompt text; the token ids and mask are
 //   compared with the case's (a mismatch fails). Further stages on the same image (PickScore) plug in with
@@ -20,11 +21,12 @@
 // Every produced tensor is read back during the run (onStep / debug hooks hand out live tensors) and only names the
 // case declares are returned. Tensors a case gives no bound for get a named rule here (core/verify.ts Rule).
 import { concatArrays, type Device, joinPath, readText, Tensor } from "../../core/index.ts";
+import type { Image8 } from "../../core/png.ts";
 import { CaseError, type CaseJson, EXACT, type LoadedCase, registerCase, type Rule } from "../../core/verify.ts";
 import { unpackLatents } from "../../kernels/layout.ts";
 import { textIds } from "../qwen3/prompt.ts";
 import { Weights } from "../weights.ts";
-import { Flux2Pipeline, type GenerateOptions, latentIds } from "./pipeline.ts";
+import { Flux2Pipeline, type GenerateOptions, latentIds, type ReferenceTokens } from "./pipeline.ts";
 import { diffsynthFlux2Sigmas, type FlowMatchConfig, flowMatchSigmas } from "./scheduler.ts";
 import { type Flux2TransformerConfig, Flux2Transformer } from "./transformer.ts";
 import { type Flux2VaeConfig, Flux2Vae } from "./vae.ts";
@@ -241,8 +243,13 @@ async function recordGeneration(
   const r = pipe.generate({
     ...opts,
     schedule,
-    onStep: (_i, latents, info) => {
+    onStep: (i, latents, info) => {
       timesteps.push(info.timestep);
+      if (i === 0 && info.joint) {
+        read("transformer_hidden_states_step0", info.joint.input);
+        read("transformer_output_full_step0", info.joint.output);
+      }
+      if (i === schedule.steps - 1) read("final_latents", latents);
       read("transformer_hidden_states_inputs", info.input);
       read("latents_after_each_step", latents);
       read("guided_velocity_each_step", info.velocity);
@@ -258,6 +265,7 @@ async function recordGeneration(
     },
     vaeDebug: (name, t) => {
       if (name === "post_quant_conv") read("vae_decoder_input", t);
+      if (name === "dec_unpatchified") read("decoder_latents", t);
     },
   });
   try {
@@ -275,6 +283,13 @@ async function recordGeneration(
   for (const [name, list] of pending) out.set(name, concatArrays(await Promise.all(list)));
   out.set("transformer_timestep_inputs", Float32Array.from(timesteps));
   out.set("img_ids", Float32Array.from(latentIds(h, w)));
+  out.set("latent_ids", Float32Array.from(latentIds(h, w)));
+  const refs = opts.references;
+  if (refs) {
+    if (want.has("reference_tokens")) out.set("reference_tokens", await refs.tokens.toArray());
+    out.set("reference_ids", Float32Array.from(refs.ids));
+    out.set("transformer_img_ids", Float32Array.from([...latentIds(h, w), ...refs.ids]));
+  }
   return out;
 }
 
@@ -306,16 +321,30 @@ interface TinyConfig {
   is_distilled?: boolean;
 }
 
+/** The case's reference images: inputs ref_image_<i> ([H, W, 3] uint8) in index order. */
+async function referenceImages(c: LoadedCase): Promise<{ names: string[]; images: Image8[] }> {
+  const index = (n: string) => Number(/^ref_image_(\d+)$/.exec(n)?.[1] ?? NaN);
+  const names = Object.keys(c.json.inputs).filter((n) => Number.isInteger(index(n))).sort((a, b) => index(a) - index(b));
+  const images: Image8[] = [];
+  for (const name of names) {
+    const shape = c.shape(name);
+    if (shape.length !== 3 || shape[2] !== 3) throw new CaseError(`${c.dir}: "${name}" [${shape}] must be [H, W, 3]`);
+    images.push({ width: shape[1], height: shape[0], channels: 3, data: Uint8Array.from(await c.tensor(name)) });
+  }
+  return { names, images };
+}
+
 async function runTinyPipeline(c: LoadedCase, dev: Device): Promise<Outputs> {
   const cfg = c.json.config as TinyConfig | undefined;
   if (!cfg || typeof cfg !== "object") throw new CaseError(`${c.dir}: case.json has no "config"`);
   const tCfg = await caseConfig<Flux2TransformerConfig>(c, cfg.transformer, "transformer");
   const vCfg = await caseConfig<Flux2VaeConfig>(c, cfg.vae, "vae");
+  const refImages = await referenceImages(c);
   const weights = await Weights.open(dev, joinPath(c.dir, "weights.safetensors"));
   const transformer = await Flux2Transformer.load(dev, weights.sub("transformer."), tCfg);
   let vae: Flux2Vae;
   try {
-    vae = await Flux2Vae.load(dev, weights.sub("vae."), vCfg, { encoder: false });
+    vae = await Flux2Vae.load(dev, weights.sub("vae."), vCfg, { encoder: refImages.images.length > 0 });
   } catch (e) {
     transformer.dispose();
     throw e;
@@ -327,7 +356,19 @@ async function runTinyPipeline(c: LoadedCase, dev: Device): Promise<Outputs> {
     inputs.push(t);
     return t;
   };
+  let references: ReferenceTokens | undefined;
+  const refDebug: Promise<void>[] = [];
+  const refOut: Outputs = new Map();
   try {
+    if (refImages.images.length) {
+      references = await pipe.encodeReferences(refImages.images, {
+        names: refImages.names,
+        debug: (name, t) => {
+          if (c.wants(name)) refDebug.push(t.toArray().then((a) => void refOut.set(name, a)));
+        },
+      });
+      inputs.push(references.tokens);
+    }
     const promptEmbeds = await upload("prompt_embeds");
     const negativePromptEmbeds = c.has("negative_prompt_embeds") ? await upload("negative_prompt_embeds") : undefined;
     const guidanceScale = c.has("guidance_scale") ? (await c.tensor("guidance_scale"))[0] : cfg.guidance_scale;
@@ -339,7 +380,10 @@ async function runTinyPipeline(c: LoadedCase, dev: Device): Promise<Outputs> {
       width: cfg.width,
       height: cfg.height,
       steps: cfg.num_inference_steps,
+      references,
     });
+    await Promise.all(refDebug);
+    for (const [k, v] of refOut) out.set(k, v);
     const ids = (t: Tensor) => Float32Array.from(textIds(t.shape[0], t.shape[1]));
     out.set("text_ids", ids(promptEmbeds));
     if (negativePromptEmbeds) out.set("negative_text_ids", ids(negativePromptEmbeds));
@@ -419,9 +463,11 @@ const PIPELINE_RULES: Record<string, Rule> = {
   timesteps: TIMESTEP,
   transformer_timestep_inputs: { atol: 1e-6, rule: "sigma fed to the model: the sigma bound" },
   transformer_hidden_states_inputs: { atol: 5e-5, rule: "the latents entering each step: the latents' bound" },
+  transformer_hidden_states_step0: { atol: 5e-5, rule: "noise and reference tokens entering step 0: the reference tokens' bound" },
+  "ref_*_preprocessed": { atol: 0, rule: "cropped uint8 pixels /255·2 − 1 in float32, as numpy: exact" },
   vae_decoder_input: { atol: 5e-5, rule: "the last latents de-normalised (BN scales ~1): the latents' bound" },
   "image_uint8*": { atol: 1, rule: "uint8 of image_float: one step at a rounding boundary" },
-  "text_ids,negative_text_ids,txt_ids,img_ids": EXACT,
+  "text_ids,negative_text_ids,txt_ids,img_ids,latent_ids,reference_ids,transformer_img_ids": EXACT,
   "qwen_input_ids,qwen_attention_mask": { ...EXACT, rule: "token ids and mask: exact" },
 };
 
@@ -436,6 +482,7 @@ registerCase("scheduler", runScheduler, {
 });
 registerCase("tiny_pipeline", runTinyPipeline, { rules: PIPELINE_RULES });
 registerCase("tiny_pipeline_cfg", runTinyPipeline, { rules: PIPELINE_RULES });
+registerCase("tiny_pipeline_edit", runTinyPipeline, { rules: PIPELINE_RULES });
 registerCase("flux2_repo", runRepo, {
   rules: REPO_RULES,
   match: (json) => /^\d+$/.test(String(json.case)) && typeof (json.config as Partial<RepoConfig> | undefined)?.repos?.flux === "string",

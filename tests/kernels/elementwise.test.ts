@@ -42,6 +42,11 @@ describe("elementwise", () => {
     const sw = ew.swiglu(Tensor.fromArray(dev, z, [4, 38]));
     expect(sw.shape).toEqual([4, 19]);
     assertClose(await sw.toArray(), ref.swigluRef(z, 19), 2e-6, "swiglu");
+    // Columns [7, 45) of rows 45 wide: the halves of the MLP part of a fused projection, read in place.
+    const wide = rand(4 * 45, 9, -4, 4);
+    const part = Float32Array.from({ length: 4 * 38 }, (_, i) => wide[Math.floor(i / 38) * 45 + 7 + (i % 38)]);
+    assertClose(await ew.swiglu(Tensor.fromArray(dev, wide, [4, 45]), 7).toArray(), ref.swigluRef(part, 19), 2e-6, "swiglu from column 7");
+    expect(() => ew.swiglu(Tensor.fromArray(dev, wide, [4, 45]), 6)).toThrow(/even/);
   }, 120_000);
 
   test("axpby, lerpHalves and clamped scale", async () => {

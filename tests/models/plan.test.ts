@@ -106,6 +106,19 @@ describe("memory plan", () => {
     expect(real.phases.every((p) => p.seconds! >= 0)).toBe(true);
   }, 120_000);
 
+  test("tiny repo, editing with 2 references: dry run = execution, reference tokens counted", async () => {
+    const dev = await testDevice();
+    const opts = { repo: REPO, width: 96, height: 64, steps: 1, batch: 1, refs: 2 };
+    const dry = await runPlan(dev, { ...opts, execute: false });
+    const real = await runPlan(dev, { ...opts, execute: true });
+    const figures = (r: typeof dry) => r.phases.map((p) => [p.phase, p.weights, p.peak, p.after]);
+    expect(figures(dry)).toEqual(figures(real));
+    expect(dry.phases.map((p) => p.phase)).toContain("encode 2 references of 96×64");
+    expect(dry.tokens).toEqual({ target: 24, reference: 48, text: dry.tokens.text });
+    const plain = await runPlan(dev, { ...opts, refs: 0, execute: false });
+    expect(dry.peak).toBeGreaterThan(plain.peak);
+  }, 120_000);
+
   test("Flux2Pipeline.load with a memory budget encodes its prompts, then frees the text encoder", async () => {
     const dev = await testDevice();
     const full = await Flux2Pipeline.load(dev, { dir: REPO });
