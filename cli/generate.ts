@@ -24,10 +24,11 @@ import {
   VERIFIER_NAMES,
   type VerifierName,
 } from "../generate/generation.ts";
+import { formatSeconds } from "../generate/run_search.ts";
 import { SEARCH_NAMES } from "../search/by_name.ts";
 import { intFlag, type Parsed, parseArgs, strFlag, UsageError } from "./args.ts";
 import { contactSheet } from "./contact_sheet.ts";
-import { formatSeconds, ProgressLine } from "./progress.ts";
+import { ProgressLine } from "./progress.ts";
 import { locateModel, openDevice } from "./resolve.ts";
 
 export const help = `flux2ts generate --prompt "text" [options]

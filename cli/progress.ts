@@ -20,12 +20,3 @@ export class ProgressLine {
     this.open = false;
   }
 }
-
-/** Seconds as "1h02m", "3m05s" or "12s". */
-export function formatSeconds(s: number): string {
-  if (!Number.isFinite(s)) return "?";
-  const t = Math.max(0, Math.round(s));
-  if (t >= 3600) return `${Math.floor(t / 3600)}h${String(Math.floor((t % 3600) / 60)).padStart(2, "0")}m`;
-  if (t >= 60) return `${Math.floor(t / 60)}m${String(t % 60).padStart(2, "0")}s`;
-  return `${t}s`;
-}

@@ -2,8 +2,9 @@
 // in the page on its own WebGPU device.
 // - The app: web/index.html and style.css as they are, web/app.ts bundled at start into one ES module by the
 //   runtime's own bundler (Bun.build under Bun, `deno bundle` under Deno), written to .cache/web/ (gitignored) and
-//   served from memory. The in-page self test (web/selftest.ts: a kernel test file + a reference case) is bundled
-//   on first request, with "bun:test" resolved to web/test_shim.ts.
+//   served from memory. The in-page self test is test code, so it lives in tests/browser/ (selftest.html,
+//   selftest_page.ts: a kernel test file + a reference case); it is bundled on first request, with "bun:test"
+//   resolved to tests/browser/page_shim.ts.
 // - Models: /models/<owner>/<name>/<path> from the ModelScope cache (hub/cache.ts layout, MODELSCOPE_CACHE
 //   honoured), so a model the CLI downloaded is not downloaded again; `--repos DIR` serves DIR/<owner>/<name>
 //   instead (the fixture repos). `--fixtures DIR` serves reference cases under /fixtures/ for the self test.
@@ -34,6 +35,9 @@ Files: /models/<owner>/<name>/<path> (HTTP Range supported), the app at /, the i
 /selftest.html?case=<fixture case> (a kernel test file and one reference case run in the page).`;
 
 const WEB = new URL("../web/", import.meta.url).pathname;
+const SELFTEST = new URL("../tests/browser/", import.meta.url).pathname;
+/** The bundled browser entry points, by the name of the .js they are served as. */
+const ENTRIES: Record<string, string> = { app: joinPath(WEB, "app.ts"), selftest: joinPath(SELFTEST, "selftest_page.ts") };
 const OUT = new URL("../.cache/web/", import.meta.url).pathname;
 
 const TYPES: Record<string, string> = {
@@ -50,10 +54,10 @@ const TYPES: Record<string, string> = {
 };
 const typeOf = (path: string) => TYPES[/\.([a-z0-9]+)$/i.exec(path)?.[1].toLowerCase() ?? ""] ?? "application/octet-stream";
 
-/** Bundles a browser entry point (web/<name>.ts) into one ES module; "bun:test" resolves to web/test_shim.ts. */
+/** Bundles a browser entry point (ENTRIES) into one ES module; "bun:test" resolves to tests/browser/page_shim.ts. */
 export async function bundle(name: string): Promise<string> {
-  const entry = joinPath(WEB, `${name}.ts`);
-  const shim = joinPath(WEB, "test_shim.ts");
+  const entry = ENTRIES[name];
+  const shim = joinPath(SELFTEST, "page_shim.ts");
   const fs = await nodeFs();
   await fs.mkdir(OUT, { recursive: true });
   const out = joinPath(OUT, `${name}.js`);
@@ -171,7 +175,8 @@ export async function startServer(opts: ServeOptions): Promise<{ url: string; cl
     if (!segs) return void res.writeHead(400, { "content-type": TYPES.txt }).end("bad path\n");
     const [head, ...rest] = segs;
     if (segs.length === 0) return sendFile(req, res, joinPath(WEB, "index.html"));
-    if (segs.length === 1 && /^(index|selftest)\.html$|^style\.css$/.test(head)) return sendFile(req, res, joinPath(WEB, head));
+    if (segs.length === 1 && /^index\.html$|^style\.css$/.test(head)) return sendFile(req, res, joinPath(WEB, head));
+    if (segs.length === 1 && head === "selftest.html") return sendFile(req, res, joinPath(SELFTEST, head));
     if (segs.length === 1 && /^(app|selftest)\.js$/.test(head)) {
       const name = head.slice(0, -3);
       if (!bundles.has(name)) bundles.set(name, bundle(name));

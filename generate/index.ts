@@ -24,6 +24,7 @@ export {
   type CandidateEvent,
   type CandidateRecord,
   type CandidateRenderer,
+  formatSeconds,
   type Rendering,
   replayCandidate,
   runSearch,

@@ -94,7 +94,7 @@ export function ensembleVerifier(verifiers: readonly Verifier[]): Verifier {
 }
 
 /** Cosine similarity of each row pair of two [B, D] feature arrays, in f64 (0 for a zero row). */
-export function rowCosines(a: Float32Array, b: Float32Array, B: number): number[] {
+export function rowCosines(a: ArrayLike<number>, b: ArrayLike<number>, B: number): number[] {
   const D = a.length / B;
   return Array.from({ length: B }, (_, r) => {
     let ab = 0, aa = 0, bb = 0;

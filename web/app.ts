@@ -15,7 +15,6 @@ import { Device, DeviceLostError } from "../core/index.ts";
 import { encodePng } from "../core/png.ts";
 import { clearOpfsCache, disableOpfsCache, enableOpfsCache, opfsCacheBytes, opfsStats } from "../core/platform.ts";
 import { REGISTRY, registryEntry } from "../hub/registry.ts";
-import { formatSeconds } from "../cli/progress.ts";
 import { PickScore } from "../models/clip/pickscore.ts";
 import { Flux2Pipeline } from "../models/flux2/pipeline.ts";
 import {
@@ -28,7 +27,7 @@ import {
   type VerifierName,
 } from "../generate/generation.ts";
 import { isSearchName } from "../search/by_name.ts";
-import type { CandidateEvent } from "../generate/run_search.ts";
+import { type CandidateEvent, formatSeconds } from "../generate/run_search.ts";
 
 /** Form fields that are `generate` flags (and query parameters). */
 const FLAGS = ["prompt", "negative-prompt", "guidance", "width", "height", "steps", "seed", "search", "budget", "verifier", "batch", "model", "reward-model", "reward-processor"] as const;

@@ -1,4 +1,4 @@
-// The browser path of core/ against the CLI's references: web/selftest.ts runs a kernel test file (elementwise), a
+// The browser path of core/ against the CLI's references: tests/browser/selftest_page.ts runs a kernel test file (elementwise), a
 // reference case (flux2_transformer, as `flux2ts verify` runs it) and the OPFS block cache inside chromium.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { FIXTURES } from "../util.ts";

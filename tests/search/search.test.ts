@@ -1,11 +1,11 @@
-// Noise search on the synthetic problems of bench/search.ts: contracts (evals, NFE, history, bestScore), determinism
-// and batch independence, prefix runs, GPU memory, the algorithms' constructions, and the verifier helpers.
+// Noise search on the synthetic problems of search/synthetic.ts (what bench/search.ts measures): contracts (evals,
+// NFE, history, bestScore), determinism and batch independence, prefix runs, GPU memory, the algorithms'
+// constructions, and the verifier helpers.
 import { describe, expect, test } from "bun:test";
 import { type Device, randnRef, Tensor } from "../../core/index.ts";
 import { scale } from "../../kernels/elementwise.ts";
 import { haarDwt2d, haarIdwt2d } from "../../kernels/haar.ts";
 import { haarDwt2dRef } from "../../kernels/haar.ref.ts";
-import { BENCH_SIGMAS, lowFrequencyObjective, SpectralFlowDenoiser } from "../../bench/search.ts";
 import {
   averageRanks,
   clipScoreVerifier,
@@ -27,6 +27,7 @@ import {
   withNfe,
   zeroOrderSearch,
 } from "../../search/index.ts";
+import { lowFrequencyObjective, SpectralFlowDenoiser, SYNTHETIC_SIGMAS } from "../../search/synthetic.ts";
 import { maxAbsErr, testDevice } from "../util.ts";
 
 const SHAPE = [1, 16, 32, 32];
@@ -35,7 +36,7 @@ const smooth = lowFrequencyObjective({ shape: SHAPE });
 const noisy = lowFrequencyObjective({ shape: SHAPE, noise: 0.05 });
 
 type Algo = (o: SearchOptions) => Promise<SearchResult>;
-const pathAlgo: Algo = (o) => pathSearch({ ...o, denoiser: new SpectralFlowDenoiser(BENCH_SIGMAS) });
+const pathAlgo: Algo = (o) => pathSearch({ ...o, denoiser: new SpectralFlowDenoiser(SYNTHETIC_SIGMAS) });
 const ALGOS: [string, Algo][] = [
   ["random", randomSearch],
   ["ses", sesSearch],
@@ -250,7 +251,7 @@ describe("search", () => {
       r.bestNoise.dispose();
     }
     // With the spectral flow the final samples are scored and the denoiser's own NFE count matches.
-    const flow = new SpectralFlowDenoiser(BENCH_SIGMAS);
+    const flow = new SpectralFlowDenoiser(SYNTHETIC_SIGMAS);
     const r = await pathSearch({ baseNoise: z, objective: smooth, budget: 40, seed: 3, denoiser: flow, batch: 7 });
     await checkResult(r, smooth, 40, "paths spectral");
     expect(r.nfe).toBe(flow.nfe);

@@ -1,15 +1,17 @@
 // In-page self test: checks the browser path of core/ (navigator.gpu, fetch + Range file sources, the OPFS block
-// cache) against the same references as the CLI. /selftest.html?case=<name> runs, in order:
-// 1. the kernel test file imported below (elementwise: SwiftShader runs the matmul file for minutes), through web/test_shim.ts (bun:test's describe/test/expect);
+// cache) against the same references as the CLI. Test code, so it lives in tests/ (web/ holds only the app);
+// `flux2ts serve` bundles it for /selftest.html?case=<name> (tests/browser/selftest.html), which runs, in order:
+// 1. the kernel test file imported below (elementwise: SwiftShader runs the matmul file for minutes), through
+//    page_shim.ts (bun:test's describe/test/expect);
 // 2. the reference case /fixtures/<name> (default flux2_transformer) through core/verify.ts, as `flux2ts verify` does;
 // 3. the OPFS cache: a fixture file read through it must equal the plain URL reads, and a second source over the
 //    same file must fetch nothing.
 // The outcome is written as JSON into #result and body.dataset.state becomes "done" (or "error" on a crash).
-import "../tests/kernels/elementwise.test.ts";
-import "../cli/cases.ts";
-import { Device, formatTable, verifyCase } from "../core/index.ts";
-import { clearOpfsCache, disableOpfsCache, enableOpfsCache, openFile, opfsStats } from "../core/platform.ts";
-import { runRegistered, type TestOutcome } from "./test_shim.ts";
+import "../kernels/elementwise.test.ts";
+import "../../cli/cases.ts";
+import { Device, formatTable, verifyCase } from "../../core/index.ts";
+import { clearOpfsCache, disableOpfsCache, enableOpfsCache, openFile, opfsStats } from "../../core/platform.ts";
+import { runRegistered, type TestOutcome } from "./page_shim.ts";
 
 const log = document.getElementById("log")!;
 const say = (line: string) => void log.append(line + "\n");

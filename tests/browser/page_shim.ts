@@ -1,7 +1,7 @@
-// The bun:test subset the suites use, for test files bundled into a page (web/selftest.ts): `describe`/`test`
+// The bun:test subset the suites use, for test files bundled into a page (selftest_page.ts): `describe`/`test`
 // only register; `runRegistered` runs them in order and reports each. `expect` is the Deno shim's (it uses no
 // runtime API), so the page checks with exactly the assertions Deno does.
-export { expect } from "../tests/bun_test_shim.ts";
+export { expect } from "../bun_test_shim.ts";
 
 type Fn = () => unknown | Promise<unknown>;
 
