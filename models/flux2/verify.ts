@@ -50,12 +50,18 @@ async function ids(c: LoadedCase, name: string): Promise<Int32Array> {
   return Int32Array.from((await c.tensor(name)).subarray(0, rows * k));
 }
 
+/** The case's `config` block. */
+function configBlock<T>(c: LoadedCase): T {
+  const cfg = c.json.config;
+  if (!cfg || typeof cfg !== "object") throw new CaseError(`${c.dir}: case.json has no "config"`);
+  return cfg as T;
+}
+
 /** The case's input before diffusers' _pack_latents: our transformer takes the packed tokens and never forms it. */
 const LATENTS_4D = { latents_4d: "the input before _pack_latents; the transformer takes the packed hidden_states" };
 
 async function runTransformer(c: LoadedCase, dev: Device): Promise<Map<string, Float32Array>> {
-  const cfg = c.json.config as Flux2TransformerConfig | undefined;
-  if (!cfg || typeof cfg !== "object") throw new CaseError(`${c.dir}: case.json has no "config"`);
+  const cfg = configBlock<Flux2TransformerConfig>(c);
   const model = await Flux2Transformer.load(dev, await Weights.open(dev, joinPath(c.dir, "weights.safetensors")), cfg);
   const out = new Map<string, Float32Array>();
   const pending: Promise<void>[] = [];
@@ -118,8 +124,7 @@ async function tokensOnGrid(c: LoadedCase): Promise<{ data: Float32Array; B: num
 }
 
 async function runVae(c: LoadedCase, dev: Device): Promise<Map<string, Float32Array>> {
-  const cfg = c.json.config as Flux2VaeConfig | undefined;
-  if (!cfg || typeof cfg !== "object") throw new CaseError(`${c.dir}: case.json has no "config"`);
+  const cfg = configBlock<Flux2VaeConfig>(c);
   const vae = await Flux2Vae.load(dev, await Weights.open(dev, joinPath(c.dir, "weights.safetensors")), cfg);
   const out = new Map<string, Float32Array>();
   const pending: Promise<void>[] = [];
@@ -335,8 +340,7 @@ async function referenceImages(c: LoadedCase): Promise<{ names: string[]; images
 }
 
 async function runTinyPipeline(c: LoadedCase, dev: Device): Promise<Outputs> {
-  const cfg = c.json.config as TinyConfig | undefined;
-  if (!cfg || typeof cfg !== "object") throw new CaseError(`${c.dir}: case.json has no "config"`);
+  const cfg = configBlock<TinyConfig>(c);
   const tCfg = await caseConfig<Flux2TransformerConfig>(c, cfg.transformer, "transformer");
   const vCfg = await caseConfig<Flux2VaeConfig>(c, cfg.vae, "vae");
   const refImages = await referenceImages(c);
