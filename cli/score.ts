@@ -3,11 +3,11 @@
 // scale). Files are decoded on the CPU (any sizes: each is resized and cropped) and scored on the GPU in batches.
 // Models are located like generate's (cli/resolve.ts): local folder, registry alias or owner/name via the hub.
 import type { Device } from "../core/index.ts";
+import { env } from "../core/platform.ts";
 import { readPng, toRgb } from "../core/png.ts";
 import { PickScore } from "../models/clip/pickscore.ts";
 import type { ResizeBackend, RgbImage } from "../models/clip/preprocess.ts";
 import { intFlag, parseArgs, strFlag, UsageError } from "./args.ts";
-import { env } from "./host.ts";
 import { locateModel, openDevice } from "./resolve.ts";
 
 export const help = `flux2ts score --prompt "text" [options] image.png [more.png ...]
