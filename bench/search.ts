@@ -6,7 +6,7 @@
 // - Budgets: random, SES and zero-order runs are prefixes of longer runs (same draws in the same order, tested in
 //   tests/search), so one run at the largest budget gives the budget-b result as history[b − 1].best; pathSearch
 //   sizes its population from the budget and runs once per budget.
-import { Device, type Shape, Tensor } from "../core/index.ts";
+import { Device, fileUrlToPath, type Shape, Tensor } from "../core/index.ts";
 import { pathSearch, randomSearch, type SearchResult, sesSearch, zeroOrderSearch } from "../search/index.ts";
 import { lowFrequencyObjective, SpectralFlowDenoiser, SYNTHETIC_SIGMAS } from "../search/synthetic.ts";
 
@@ -139,7 +139,7 @@ if (import.meta.main) {
   const seconds = (performance.now() - t0) / 1000;
   console.log(`\n${seconds.toFixed(1)} s`);
   const { writeFileSync } = await import("node:fs");
-  const dir = argv.includes("--out") ? `${argv[argv.indexOf("--out") + 1]}/` : new URL(".", import.meta.url).pathname;
+  const dir = argv.includes("--out") ? `${argv[argv.indexOf("--out") + 1]}/` : fileUrlToPath(new URL(".", import.meta.url));
   writeFileSync(`${dir}search.json`, JSON.stringify({ device: dev.describe(), shape, seeds, budgets, seconds, sigmas: SYNTHETIC_SIGMAS, panels }, null, 1));
   writeFileSync(`${dir}search.svg`, svg(panels, budgets, seeds));
   console.log(`wrote ${dir}search.json and ${dir}search.svg`);

@@ -1,12 +1,11 @@
-// Process access for the CLI (argv, exit, environment, stdout/stderr) on Bun, Deno and Node: the only runtime
-// switch in cli/.
+// Process access for the CLI (argv, exit, stdout/stderr) on Bun, Deno and Node: the only runtime switch in cli/.
+// The environment is read through core/platform.ts's env(), the project's one reader.
 type Stream = { write(s: string): unknown; isTTY?: boolean };
-type Proc = { argv: string[]; exit(code: number): never; env: Record<string, string | undefined>; stdout: Stream; stderr: Stream };
+type Proc = { argv: string[]; exit(code: number): never; stdout: Stream; stderr: Stream };
 type DenoOut = { writeSync(b: Uint8Array): number; isTerminal(): boolean };
 type DenoNs = {
   args: string[];
   exit(code: number): never;
-  env: { get(k: string): string | undefined; toObject(): Record<string, string> };
   stdout: DenoOut;
   stderr: DenoOut;
 };
@@ -19,10 +18,6 @@ export function argv(): string[] {
 
 export function exit(code: number): never {
   return deno ? deno.exit(code) : proc!.exit(code);
-}
-
-export function env(name: string): string | undefined {
-  return deno ? deno.env.get(name) : proc!.env[name];
 }
 
 /** Writes to stdout without a newline. */

@@ -5,11 +5,11 @@
 // Models are located like generate's (cli/resolve.ts): local folder, registry alias or owner/name via the hub.
 import type { Device } from "../core/index.ts";
 import { readImage } from "../core/image.ts";
+import { env } from "../core/platform.ts";
 import { toRgb } from "../core/png.ts";
 import { PickScore } from "../models/clip/pickscore.ts";
 import type { ResizeBackend, RgbImage } from "../models/clip/preprocess.ts";
 import { intFlag, parseArgs, strFlag, UsageError } from "./args.ts";
-import { env } from "./host.ts";
 import { locateModel, openDevice } from "./resolve.ts";
 
 export const help = `flux2ts score --prompt "text" [options] image.png [more.png|.jpg ...]

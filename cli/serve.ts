@@ -13,10 +13,9 @@
 //   Every URL segment is decoded and must be a plain name (no "", ".", "..", slash, backslash or NUL), so no
 //   request reaches outside the served folders.
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { joinPath, nodeFs, runtime } from "../core/platform.ts";
+import { env, fileUrlToPath, joinPath, nodeFs, runtime } from "../core/platform.ts";
 import { cacheRoot, repoCacheDir } from "../hub/index.ts";
 import { intFlag, parseArgs, strFlag } from "./args.ts";
-import { env } from "./host.ts";
 
 export const help = `flux2ts serve [--port N] [--repos DIR] [--fixtures DIR]
 
@@ -34,11 +33,11 @@ autorun=1 starts the run on load, e.g. /?prompt=a+cat&search=ses&budget=8&seed=3
 Files: /models/<owner>/<name>/<path> (HTTP Range supported), the app at /, the in-page self test at
 /selftest.html?case=<fixture case> (a kernel test file and one reference case run in the page).`;
 
-const WEB = new URL("../web/", import.meta.url).pathname;
-const SELFTEST = new URL("../tests/browser/", import.meta.url).pathname;
+const WEB = fileUrlToPath(new URL("../web/", import.meta.url));
+const SELFTEST = fileUrlToPath(new URL("../tests/browser/", import.meta.url));
 /** The bundled browser entry points, by the name of the .js they are served as. */
 const ENTRIES: Record<string, string> = { app: joinPath(WEB, "app.ts"), selftest: joinPath(SELFTEST, "selftest_page.ts") };
-const OUT = new URL("../.cache/web/", import.meta.url).pathname;
+const OUT = fileUrlToPath(new URL("../.cache/web/", import.meta.url));
 
 const TYPES: Record<string, string> = {
   html: "text/html; charset=utf-8",
@@ -86,7 +85,7 @@ export async function bundle(name: string): Promise<string> {
   const deno = (globalThis as unknown as { Deno: { execPath(): string } }).Deno.execPath();
   const args = ["bundle", "--quiet", "--no-config", `--import-map=${map}`, "--node-modules-dir=manual", "--platform=browser", "--format=esm", "-o", out, entry];
   await new Promise<void>((resolve, reject) =>
-    execFile(deno, args, { cwd: root.pathname }, (err, _stdout, stderr) => (err ? reject(new Error(`bundling ${entry} failed:\n${stderr || err.message}`)) : resolve())),
+    execFile(deno, args, { cwd: fileUrlToPath(root) }, (err, _stdout, stderr) => (err ? reject(new Error(`bundling ${entry} failed:\n${stderr || err.message}`)) : resolve())),
   );
   return fs.readFile(out, "utf8");
 }

@@ -1,10 +1,10 @@
 // `flux2ts verify <case-dir>`: runs a reference case (shared/fixtures layout) through its registered runner and
 // compares every output with the case's tolerances. Exit 0 all pass, 1 any failure, 2 a malformed case or error.
 import { Device } from "../core/index.ts";
+import { env } from "../core/platform.ts";
 import { formatTable, knownKinds, verifyCase } from "../core/verify.ts";
 import { parseArgs, strFlag, UsageError } from "./args.ts";
 import "./cases.ts";
-import { env } from "./host.ts";
 
 export const help = `flux2ts verify <case-dir> [--json] [--only pattern]
 

@@ -5,4 +5,4 @@ export * from "./dtype.ts";
 export { randnInto, randnRef, philoxRef, boxMullerRef, RNG_WGSL } from "./rng.ts";
 export * from "./verify.ts";
 export * from "./safetensors.ts";
-export { openFile, readText, exists, joinPath, runtime, type FileSource } from "./platform.ts";
+export { openFile, readText, exists, joinPath, runtime, env, fileUrlToPath, type FileSource } from "./platform.ts";

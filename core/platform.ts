@@ -1,4 +1,6 @@
 // The one place that knows which runtime we are on.
+// Environment: `env(name)` is the project's one reader of environment variables (Deno.env, else process.env; none
+// in a browser).
 // WebGPU: `navigator.gpu` (Deno, browsers) or Dawn's node bindings (npm `webgpu`, Bun and Node).
 // Files: the node:fs API (Bun, Deno and Node all have it) or `fetch` with Range requests in a browser.
 // Everything above core/ reads files only through `openFile` and gets its GPU only through `gpu()`.
@@ -14,6 +16,28 @@ const g = globalThis as Global;
 
 export const runtime: "bun" | "deno" | "node" | "browser" =
   g.Bun ? "bun" : g.Deno ? "deno" : g.process?.versions?.node ? "node" : "browser";
+
+type DenoEnv = { env: { get(k: string): string | undefined } };
+
+/** An environment variable; undefined when unset or in a browser. */
+export function env(name: string): string | undefined {
+  if (runtime === "deno") return (g.Deno as DenoEnv).env.get(name);
+  return (g as { process?: { env?: Record<string, string | undefined> } }).process?.env?.[name];
+}
+
+/**
+ * The file path of a file: URL, percent-decoding each character (so "a%20b" is "a b"). Drive letters keep
+ * Windows' form with forward slashes ("file:///C:/x" → "C:/x"), a host gives a UNC path ("//host/share/x"); an
+ * encoded "/" or "\" is refused, as no file name holds one. Pure, so it runs on every runtime and in a page.
+ */
+export function fileUrlToPath(url: URL | string): string {
+  const u = typeof url === "string" ? new URL(url) : url;
+  if (u.protocol !== "file:") throw new Error(`fileUrlToPath: not a file: URL: ${u.href}`);
+  if (/%(2f|5c)/i.test(u.pathname)) throw new Error(`fileUrlToPath: an encoded / or \\ in ${u.href}`);
+  const path = decodeURIComponent(u.pathname);
+  if (u.hostname && u.hostname !== "localhost") return `//${u.hostname}${path}`;
+  return /^\/[A-Za-z]:(\/|$)/.test(path) ? path.slice(1) : path;
+}
 
 // Dawn's node bindings free their instance when the object returned by `create()` is collected, even while a
 // device made from it is in use (use-after-free in event polling). We keep it reachable for the process' life.

@@ -4,8 +4,8 @@
 //   folder name), never under the repo folder, so a loader never sees a half-written file.
 // Beside the files, a manifest per (source, revision) keeps the listing and which files were verified against it:
 // with it a later run knows what the model needs without asking the network.
-import { joinPath, nodeFs } from "../core/platform.ts";
-import { env, homeDir } from "./env.ts";
+import { env, joinPath, nodeFs } from "../core/platform.ts";
+import { homeDir } from "./env.ts";
 import type { RepoFile, SourceKind } from "./source.ts";
 
 export function cacheRoot(cacheDir?: string): string {

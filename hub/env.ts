@@ -1,12 +1,6 @@
-// Environment access for hub/ on Bun, Deno and Node (Deno has no `process.env` without the node compat layer in
-// every mode), plus the node modules hub/ needs, imported through variables so browser bundlers leave them alone.
-type DenoEnv = { env: { get(k: string): string | undefined } };
-
-export function env(name: string): string | undefined {
-  const deno = (globalThis as { Deno?: DenoEnv }).Deno;
-  if (deno) return deno.env.get(name);
-  return (globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env[name];
-}
+// What hub/ needs from the host beyond files: the home folder (from the environment, which only core/platform.ts
+// reads) and node:crypto, imported through a variable so browser bundlers leave it alone.
+import { env } from "../core/platform.ts";
 
 /** The user's home folder (HOME, USERPROFILE on Windows). */
 export function homeDir(): string {

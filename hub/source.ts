@@ -2,7 +2,7 @@
 // listing (path, size, content hash) and a per-file URL that may redirect to a CDN and honours Range requests.
 // Every listed path is checked before anything touches the disk: a path that could leave the repo folder
 // (absolute, "..", backslashes, drive letters) makes the whole listing refused.
-import { env } from "./env.ts";
+import { env } from "../core/platform.ts";
 import { chunks, get, HubError, type RetryPolicy, withRetries } from "./http.ts";
 
 export type SourceKind = "modelscope" | "huggingface";

@@ -1,6 +1,6 @@
 // Test helpers: one poisoned device per process, seeded CPU random data, error norms, fixture cases.
 import { expect } from "bun:test";
-import { Device } from "../core/index.ts";
+import { Device, env, fileUrlToPath } from "../core/index.ts";
 import { formatTable, verifyCase, type VerifyResult } from "../core/verify.ts";
 
 let shared: Promise<Device> | undefined;
@@ -74,7 +74,14 @@ export async function expectCasePasses(dir: string, allowMissing?: RegExp): Prom
   return r;
 }
 
+/**
+ * The fixtures folder: `fromEnv` when set, else ../shared/fixtures beside the checkout holding `utilUrl` (this file):
+ * a path, or a URL when this file was served to a page.
+ */
+export function fixturesFolder(fromEnv: string | undefined, utilUrl: string | URL): string {
+  const beside = new URL("../../shared/fixtures", utilUrl);
+  return fromEnv || (beside.protocol === "file:" ? fileUrlToPath(beside) : beside.href);
+}
+
 /** The shared reference fixtures: $FLUX2TS_FIXTURES, else ../shared/fixtures beside the checkout. */
-export const FIXTURES: string =
-  (globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env.FLUX2TS_FIXTURES ??
-  new URL("../../shared/fixtures", import.meta.url).pathname;
+export const FIXTURES: string = fixturesFolder(env("FLUX2TS_FIXTURES"), import.meta.url);

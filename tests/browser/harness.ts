@@ -5,10 +5,11 @@ import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type BrowserContext, chromium, type Page } from "playwright-core";
+import { fileUrlToPath } from "../../core/platform.ts";
 
 export const CHROMIUM = "/usr/bin/chromium";
 export const hasChromium = existsSync(CHROMIUM);
-export const ROOT = new URL("../../", import.meta.url).pathname;
+export const ROOT = fileUrlToPath(new URL("../../", import.meta.url));
 export const ARTIFACTS = join(ROOT, "tests", "artifacts");
 
 if (!hasChromium) console.warn(`tests/browser: SKIPPED, ${CHROMIUM} is missing (Debian: apt-get install -y chromium)`);

@@ -5,7 +5,7 @@
 // through a loopback ModelScope server into a cold cache, with --save-all and the JSON log), repeated --offline
 // with the server gone and replayed with --replay, both byte-identical.
 import { describe, expect, test } from "bun:test";
-import { type Device, joinPath, readText, runtime, type Tensor } from "../../core/index.ts";
+import { type Device, fileUrlToPath, joinPath, readText, runtime, type Tensor } from "../../core/index.ts";
 import { readPng } from "../../core/png.ts";
 import { PickScore } from "../../models/clip/pickscore.ts";
 import { Flux2Pipeline } from "../../models/flux2/pipeline.ts";
@@ -112,7 +112,7 @@ describe("generation library", () => {
 
 // ---- the CLI as a child process ------------------------------------------------------------------------------
 
-const CLI = new URL("../../cli/flux2ts.ts", import.meta.url).pathname;
+const CLI = fileUrlToPath(new URL("../../cli/flux2ts.ts", import.meta.url));
 const SMALL = ["--width", "32", "--height", "32", "--steps", "1"];
 
 async function cli(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {

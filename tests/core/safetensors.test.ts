@@ -6,11 +6,12 @@ import { spawnSync } from "node:child_process";
 import { mkdir, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileUrlToPath } from "../../core/platform.ts";
 import { openCheckpoint, openSafetensors, safetensorsItemBytes, writeSafetensors } from "../../core/safetensors.ts";
 import { FIXTURES } from "../util.ts";
 
 const TEXT_ENCODER = `${FIXTURES}/repos/black-forest-labs/FLUX.2-klein-tiny/text_encoder`;
-const ROOT = new URL("../..", import.meta.url).pathname;
+const ROOT = fileUrlToPath(new URL("../..", import.meta.url));
 let dir = "";
 
 beforeAll(async () => {

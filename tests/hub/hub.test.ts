@@ -7,11 +7,13 @@ import { tmpdir } from "node:os";
 import {
   autoSelect, cacheContents, fnmatch, normalizePattern, registryEntry, repoCacheDir, resolveModel, selectPaths, type HubOptions,
 } from "../../hub/index.ts";
+import { env, joinPath } from "../../core/platform.ts";
 import { tempPath } from "../../hub/cache.ts";
 import { downloadProgress } from "../../cli/download.ts";
+import { FIXTURES } from "../util.ts";
 import { FIXTURE_REPOS, startHubServer, type HubFaults, type HubServer } from "./server.ts";
 
-const ROOT = "/work/shared/fixtures/repos";
+const ROOT = joinPath(FIXTURES, "repos");
 const KLEIN = "black-forest-labs/FLUX.2-klein-tiny";
 const PICK = "AI-ModelScope/PickScore-tiny";
 const PROC = "laion/CLIP-ViT-H-14-tiny-processor";
@@ -100,7 +102,7 @@ describe("hub: selection, registry and cache layout", () => {
 
   test("cache folder: dots become ___, MODELSCOPE_CACHE is honoured", () => {
     expect(repoCacheDir("black-forest-labs/FLUX.2-klein-4B", { cacheDir: "/c" })).toBe("/c/models/black-forest-labs/FLUX___2-klein-4B");
-    const old = (globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env.MODELSCOPE_CACHE;
+    const old = env("MODELSCOPE_CACHE");
     setEnv("MODELSCOPE_CACHE", "/from-env");
     try {
       expect(repoCacheDir("a/b.c")).toBe("/from-env/models/a/b___c");
