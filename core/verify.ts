@@ -91,6 +91,13 @@ export function registerCase(kind: string, runner: Runner, opts: Judging & { mat
   registry.push({ ...opts, kind, runner });
 }
 
+/** The rules and declarations a kind is judged by (for tests that compare a runner's parts on their own). */
+export function judgingOf(kind: string): Judging {
+  const r = registry.find((r) => r.kind === kind);
+  if (!r) throw new Error(`judgingOf: no kind "${kind}"`);
+  return { rules: r.rules, notProduced: r.notProduced };
+}
+
 export function knownKinds(): string[] {
   return registry.map((r) => r.kind).sort();
 }
