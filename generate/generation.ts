@@ -26,7 +26,7 @@ import { averageRanks, clipScoreVerifier, pickScoreVerifier, selfSupervisedScore
 import type { PickScore } from "../models/clip/pickscore.ts";
 import { TRUNC_UINT8 } from "../models/clip/preprocess.ts";
 import { disposeConditioning, type Flux2Pipeline, type ReferenceTokens } from "../models/flux2/pipeline.ts";
-import { referenceSize } from "../models/flux2/reference.ts";
+import { checkReference, referenceSize } from "../models/flux2/reference.ts";
 import type { FlowMatchSchedule } from "../models/flux2/scheduler.ts";
 import { SEARCH_NAMES, type SearchName } from "../search/by_name.ts";
 import { pathRounds, type Denoiser } from "../search/paths.ts";
@@ -120,14 +120,14 @@ type Emit = (e: GenerationEvent) => void | Promise<void>;
 const isInt = (v: unknown, min: number, max = Number.MAX_SAFE_INTEGER) => Number.isInteger(v) && (v as number) >= min && (v as number) <= max;
 
 /**
- * Decodes reference files (PNG or JPEG, as RGB), checks each with upstream's rules (sides ≥ 64 px, aspect ≤ 8) and hashes it.
- * Throws one line naming the file for anything wrong.
+ * Decodes reference files (PNG or JPEG, as RGB), checks each with upstream's rules (sides ≥ 64 px, aspect ≤ 8)
+ * and hashes it (SHA-256 of the file). Throws one line naming the file for anything wrong.
  */
 export async function loadReferences(files: readonly { name: string; bytes: Uint8Array }[]): Promise<LoadedReference[]> {
   const out: LoadedReference[] = [];
   for (const { name, bytes } of files) {
     const image = toRgb(decodeImage(bytes, name));
-    referenceSize(image.width, image.height, 16, name);
+    checkReference(image.width, image.height, name);
     const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>));
     const sha256 = Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
     out.push({ file: name, bytes: bytes.length, width: image.width, height: image.height, sha256, image });

@@ -8,6 +8,10 @@
 // - Models: a registry alias, owner/name (served from the CLI's cache at /models/<owner>/<name>) or a URL. With
 //   "keep model files" on, file reads go through the OPFS block cache (core/platform.ts), so a reload does not
 //   fetch the weights again. Loaded models stay in memory while the names and prompts stay the same.
+// - References (editing): picked or dropped PNG/JPEG files, decoded, checked and hashed as `generate --ref` does,
+//   shown as thumbnails and kept in the page only. A link records how many a run used (refs=N) and the page then
+//   says they must be added again (autorun waits for them). The first reference sets width and height to its
+//   cropped size, upstream's default.
 // - Results: #best shows the best image with its score in data-score; the PNG is exactly what `generate` writes
 //   (imageRgb8), the JSON log is `generate`'s (it replays with `flux2ts generate --replay`). body.dataset.state is
 //   idle → running → done | error (the message shown in #error), for people and for automated checks.
@@ -17,12 +21,15 @@ import { clearOpfsCache, disableOpfsCache, enableOpfsCache, opfsCacheBytes, opfs
 import { REGISTRY, registryEntry } from "../hub/registry.ts";
 import { PickScore } from "../models/clip/pickscore.ts";
 import { Flux2Pipeline } from "../models/flux2/pipeline.ts";
+import { referenceSize } from "../models/flux2/reference.ts";
 import {
   type GenerationEvent,
   type GenerationModels,
   type GenerationSettings,
   generateWithSearch,
   imageRgb8,
+  type LoadedReference,
+  loadReferences,
   VERIFIER_NAMES,
   type VerifierName,
 } from "../generate/generation.ts";
@@ -53,7 +60,16 @@ const ui = {
   count: $("#count"),
   generate: $<HTMLButtonElement>("#generate"),
   cacheInfo: $("#cache-info"),
+  refFiles: $<HTMLInputElement>("#ref-files"),
+  refThumbs: $("#ref-thumbs"),
+  refNote: $("#ref-note"),
+  clearRefs: $<HTMLButtonElement>("#clear-refs"),
 };
+
+/** The reference images of the next run (editing mode), in order; never put in the address bar. */
+let references: LoadedReference[] = [];
+/** References the link's run used (refs=N) that are not added yet. */
+let refsWanted = 0;
 
 // ---- settings <-> form <-> query string ----------------------------------------------------------------------
 
@@ -93,6 +109,7 @@ function readForm(): { settings: GenerationSettings; names: Record<keyof typeof 
     budget: num("budget", search === "none" ? 1 : 50),
     verifier,
     batch: num("batch", 1),
+    references,
   };
   const name = (f: keyof typeof MODEL_DEFAULTS) => field(f).value.trim() || MODEL_DEFAULTS[f];
   return { settings, names: { model: name("model"), "reward-model": name("reward-model"), "reward-processor": name("reward-processor") } };
@@ -102,6 +119,7 @@ function readForm(): { settings: GenerationSettings; names: Record<keyof typeof 
 function writeQuery(): void {
   const q = new URLSearchParams();
   for (const f of FLAGS) if (field(f).value.trim() !== "") q.set(f, field(f).value);
+  if (references.length) q.set("refs", String(references.length));
   history.replaceState(null, "", `${location.pathname}?${q}`);
 }
 
@@ -138,8 +156,8 @@ function openDevice(): Promise<Device> {
   }));
 }
 
-async function loadModels(dev: Device, names: ReturnType<typeof readForm>["names"], prompts: string[]): Promise<GenerationModels> {
-  const key = JSON.stringify([names, prompts]);
+async function loadModels(dev: Device, names: ReturnType<typeof readForm>["names"], prompts: string[], vaeEncoder: boolean): Promise<GenerationModels> {
+  const key = JSON.stringify([names, prompts, vaeEncoder]);
   if (loaded?.key === key) return loaded.models;
   if (loaded) {
     loaded.models.scorer.dispose();
@@ -149,7 +167,7 @@ async function loadModels(dev: Device, names: ReturnType<typeof readForm>["names
   const dir = modelUrl("model", names.model);
   status(`loading ${names.model} from ${dir}`);
   // memoryBudget 0, as the CLI: the prompts are known, so the text encoder is freed before the transformer loads.
-  const pipe = await Flux2Pipeline.load(dev, { dir, prompts, memoryBudget: 0 }).catch((e) => {
+  const pipe = await Flux2Pipeline.load(dev, { dir, prompts, memoryBudget: 0, vaeEncoder }).catch((e) => {
     throw new Error(`cannot load model ${names.model} (${dir}): ${(e as Error).message}`);
   });
   status(`loading ${names["reward-model"]}`);
@@ -313,7 +331,8 @@ async function run(): Promise<void> {
     const dev = await openDevice();
     ui.adapter.textContent = dev.describe();
     const fetched0 = opfsStats.fetchedBytes;
-    const models = await loadModels(dev, names, [settings.prompt, settings.negativePrompt ?? ""]);
+    if (refsWanted > references.length) throw new Error(`this link's run used ${refsWanted} reference image(s): add them again (references are not part of links)`);
+    const models = await loadModels(dev, names, [settings.prompt, settings.negativePrompt ?? ""], references.length > 0);
     status(`running ${settings.search} with ${settings.verifier}`);
     const onEvent = async (e: GenerationEvent) => {
       if (e.kind === "candidate") return addCandidate(e);
@@ -354,11 +373,63 @@ async function run(): Promise<void> {
   }
 }
 
+// ---- reference images ---------------------------------------------------------------------------------------------
+
+function showReferences(): void {
+  ui.refThumbs.replaceChildren(
+    ...references.map((r, i) => {
+      const c = rgbaCanvas(r.image);
+      c.className = "ref-thumb";
+      c.title = `${i + 1}: ${r.file} (${r.width}×${r.height}, SHA-256 ${r.sha256.slice(0, 12)}…)`;
+      return c;
+    }),
+  );
+  ui.clearRefs.hidden = !references.length;
+  const missing = refsWanted - references.length;
+  ui.refNote.textContent = missing > 0
+    ? `this link's run used ${refsWanted} reference image(s): add them again (references are not part of links)`
+    : references.length ? `${references.length} reference(s), kept in this page only` : "or drop PNG/JPEG files here; they stay in this page, not in links";
+}
+
+/** Decodes, checks and hashes added files (as `generate --ref`); the first reference sets the output size. */
+async function addReferences(files: readonly File[]): Promise<void> {
+  try {
+    const added = await loadReferences(await Promise.all(files.map(async (f) => ({ name: f.name, bytes: new Uint8Array(await f.arrayBuffer()) }))));
+    if (!references.length && added.length) {
+      const size = referenceSize(added[0].width, added[0].height, 16, added[0].file);
+      field("width").value = String(size.width);
+      field("height").value = String(size.height);
+    }
+    references = [...references, ...added];
+    ui.error.hidden = true;
+  } catch (e) {
+    ui.error.textContent = `reference ${(e as Error).message}`;
+    ui.error.hidden = false;
+  }
+  showReferences();
+}
+
+ui.refFiles.addEventListener("change", () => {
+  void addReferences(Array.from(ui.refFiles.files ?? [])).then(() => (ui.refFiles.value = ""));
+});
+const drop = $("#ref-drop");
+drop.addEventListener("dragover", (ev) => ev.preventDefault());
+drop.addEventListener("drop", (ev) => {
+  ev.preventDefault();
+  void addReferences(Array.from(ev.dataTransfer?.files ?? []));
+});
+ui.clearRefs.addEventListener("click", () => {
+  references = [];
+  showReferences();
+});
+
 // ---- wiring -------------------------------------------------------------------------------------------------------
 
 for (const v of VERIFIER_NAMES) field("verifier").append(new Option(v, v, v === "pickscore", v === "pickscore"));
 $("#known-models").replaceChildren(...REGISTRY.map((r) => new Option(r.description, r.name)));
 fillForm(new URLSearchParams(location.search));
+refsWanted = Number(new URLSearchParams(location.search).get("refs") ?? 0) || 0;
+showReferences();
 form.addEventListener("submit", (ev) => {
   ev.preventDefault();
   void run();
@@ -370,4 +441,4 @@ $("#copy-link").addEventListener("click", () => {
 $("#clear-cache").addEventListener("click", () => void clearOpfsCache().then(showCacheInfo));
 if (!("gpu" in navigator)) ui.adapter.textContent = "this browser has no WebGPU (Chrome/Edge 113+, or enable it)";
 void showCacheInfo();
-if (new URLSearchParams(location.search).get("autorun") === "1") void run();
+if (new URLSearchParams(location.search).get("autorun") === "1" && !refsWanted) void run();
