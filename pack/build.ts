@@ -35,7 +35,7 @@ const IMPORT = /(\bfrom\s*|\bimport\s*\(\s*|\bimport\s+)(["'])(\.{1,2}\/[^"']*)\
 export const relativeImports = (text: string): string[] => [...text.matchAll(IMPORT)].map((m) => m[3]);
 
 /** tsc rewrites ".ts" imports in the JS it emits but not in declarations: the same rewrite for .d.ts text. */
-const declarationImportsToJs = (text: string): string => text.replace(IMPORT, (m, lead, q, spec) => (spec.endsWith(".ts") ? `${lead}${q}${spec.slice(0, -3)}.js${q}` : m));
+export const declarationImportsToJs = (text: string): string => text.replace(IMPORT, (m, lead, q, spec) => (spec.endsWith(".ts") ? `${lead}${q}${spec.slice(0, -3)}.js${q}` : m));
 
 async function filesUnder(dir: string): Promise<string[]> {
   const out: string[] = [];
