@@ -4,9 +4,9 @@
 // a CPU product (type-checked by tsc against the shipped .d.ts; Deno imports it the README's way, `npm:flux2ts/…`),
 // `flux2ts generate` on the tiny fixture repos on Node and Bun (byte-identical PNGs), and `flux2ts serve` on Node
 // serving the prebuilt app. Packing and installing happen once for the file; the packed size is printed.
-import { describe, expect, test } from "bun:test";
+import { afterAll, describe, expect, test } from "bun:test";
 import { spawn, spawnSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -37,10 +37,11 @@ interface Installed {
   files: PackFile[];
 }
 
+let tempDir: string | undefined;
 let installed: Promise<Installed> | undefined;
 function install(): Promise<Installed> {
   installed ??= (async () => {
-    const dir = mkdtempSync(join(tmpdir(), "flux2ts-pkg-"));
+    const dir = (tempDir = mkdtempSync(join(tmpdir(), "flux2ts-pkg-")));
     const pack = sh("npm", ["pack", "--json", "--pack-destination", dir], ROOT);
     if (pack.code !== 0) throw new Error("npm pack failed");
     // The prepack build's own log precedes npm's JSON on stdout.
@@ -86,6 +87,10 @@ function checkMatmul(r: Result): void {
 }
 
 describe("npm package", () => {
+  afterAll(() => {
+    if (tempDir) rmSync(tempDir, { recursive: true, force: true }); // ~140 MB: Dawn for 5 platforms
+  });
+
   test("the tarball holds dist/ (every entry's JS, .d.ts and .ts sources, the bin, the web app), README and LICENSE; no tests, CI or bench data", async () => {
     const { files } = await install();
     const paths = new Set(files.map((f) => f.path));
