@@ -1,6 +1,7 @@
 // The npm package's build (`prepack`, or `bun pack/build.ts`): emits dist/ from the TypeScript sources.
-// - ENTRIES is the one list of public entry points. package.json's and deno.json's `exports` are derived from it:
-//   the build fails when they differ, and `--sync` rewrites them, so adding an entry is one line here plus `--sync`.
+// - ENTRIES is the one list of public entry points. package.json's `exports` and deno.json's `exports` and
+//   `publish` (JSR) are derived from it: the build fails when they differ, and `--sync` rewrites them, so adding
+//   an entry is one line here plus `--sync`.
 // - dist/<layer>/*.js + .d.ts: tsc over the entries and the CLI, imports rewritten from .ts to .js, checked with
 //   node's and WebGPU's types only (no Bun globals may leak into the library). `webgpu` stays a runtime import.
 //   Every entry's index.d.ts references @webgpu/types, so a consumer's tsc sees the GPU types without setup.
@@ -28,6 +29,14 @@ export const npmExports = () =>
   Object.fromEntries(ENTRIES.map((e) => [`./${e}`, { types: `./dist/${e}/index.d.ts`, bun: `./dist/src/${e}/index.ts`, import: `./dist/${e}/index.js` }]));
 /** deno.json's `exports` (JSR): the .ts sources. */
 export const denoExports = () => Object.fromEntries(ENTRIES.map((e) => [`./${e}`, `./${e}/index.ts`]));
+/** What `deno publish` uploads to JSR: the entries' folders (they import nothing outside them), README, LICENSE. */
+export const denoPublish = () => ({ include: [...ENTRIES, "README.md", "LICENSE"] });
+
+/** The manifest fields derived from ENTRIES, by file. */
+const derived = (): [string, Record<string, unknown>][] => [
+  ["package.json", { exports: npmExports() }],
+  ["deno.json", { exports: denoExports(), publish: denoPublish() }],
+];
 
 const IMPORT = /(\bfrom\s*|\bimport\s*\(\s*|\bimport\s+)(["'])(\.{1,2}\/[^"']*)\2/g;
 
@@ -49,20 +58,21 @@ async function filesUnder(dir: string): Promise<string[]> {
 
 async function syncManifests(write: boolean): Promise<void> {
   const stale: string[] = [];
-  for (const [file, want] of [["package.json", npmExports()], ["deno.json", denoExports()]] as const) {
+  for (const [file, want] of derived()) {
     const path = join(ROOT, file);
     const text = await readFile(path, "utf8");
     const json = JSON.parse(text);
-    if (JSON.stringify(json.exports) === JSON.stringify(want)) continue;
+    const keys = Object.keys(want).filter((k) => JSON.stringify(json[k]) !== JSON.stringify(want[k]));
+    if (!keys.length) continue;
     if (!write) {
-      stale.push(file);
+      stale.push(`${file} ${keys.join(", ")}`);
       continue;
     }
-    json.exports = want;
+    Object.assign(json, want);
     await writeFile(path, JSON.stringify(json, null, 2) + (text.endsWith("\n") ? "\n" : ""));
-    console.log(`pack/build.ts: updated ${file} exports`);
+    console.log(`pack/build.ts: updated ${file} ${keys.join(", ")}`);
   }
-  if (stale.length) throw new Error(`${stale.join(" and ")}: "exports" differ from pack/build.ts ENTRIES; run \`bun pack/build.ts --sync\``);
+  if (stale.length) throw new Error(`${stale.join("; ")}: differ from pack/build.ts ENTRIES; run \`bun pack/build.ts --sync\``);
 }
 
 function emit(): void {
