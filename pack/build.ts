@@ -1,7 +1,7 @@
 // The npm package's build (`prepack`, or `bun pack/build.ts`): emits dist/ from the TypeScript sources.
 // - ENTRIES is the one list of public entry points. package.json's `exports` and deno.json's `exports` and
 //   `publish` (JSR) are derived from it: the build fails when they differ, and `--sync` rewrites them, so adding
-//   an entry is one line here plus `--sync`.
+//   an entry is one line here plus `--sync`. `--check` only checks them (CI), without building.
 // - dist/<layer>/*.js + .d.ts: tsc over the entries and the CLI, imports rewritten from .ts to .js, checked with
 //   node's and WebGPU's types only (no Bun globals may leak into the library). `webgpu` stays a runtime import.
 //   Every entry's index.d.ts references @webgpu/types, so a consumer's tsc sees the GPU types without setup.
@@ -16,7 +16,7 @@ import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import ts from "typescript";
 
-export const ENTRIES = ["core", "kernels", "models", "search", "generate", "hub"];
+const ENTRIES = ["core", "kernels", "models", "search", "generate", "hub"];
 
 const ROOT = fileURLToPath(new URL("../", import.meta.url));
 const TMP = join(ROOT, "dist.tmp");
@@ -25,12 +25,12 @@ const BIN = "cli/flux2ts.ts";
 const WEB_FILES = ["index.html", "style.css"];
 
 /** package.json's `exports`: types and JS from dist/, the .ts sources under the `bun` condition. */
-export const npmExports = () =>
+const npmExports = () =>
   Object.fromEntries(ENTRIES.map((e) => [`./${e}`, { types: `./dist/${e}/index.d.ts`, bun: `./dist/src/${e}/index.ts`, import: `./dist/${e}/index.js` }]));
 /** deno.json's `exports` (JSR): the .ts sources. */
-export const denoExports = () => Object.fromEntries(ENTRIES.map((e) => [`./${e}`, `./${e}/index.ts`]));
+const denoExports = () => Object.fromEntries(ENTRIES.map((e) => [`./${e}`, `./${e}/index.ts`]));
 /** What `deno publish` uploads to JSR: the entries' folders (they import nothing outside them), README, LICENSE. */
-export const denoPublish = () => ({ include: [...ENTRIES, "README.md", "LICENSE"] });
+const denoPublish = () => ({ include: [...ENTRIES, "README.md", "LICENSE"] });
 
 /** The manifest fields derived from ENTRIES, by file. */
 const derived = (): [string, Record<string, unknown>][] => [
@@ -41,10 +41,10 @@ const derived = (): [string, Record<string, unknown>][] => [
 const IMPORT = /(\bfrom\s*|\bimport\s*\(\s*|\bimport\s+)(["'])(\.{1,2}\/[^"']*)\2/g;
 
 /** Relative specifiers of import/export/import() statements in JS, TS or .d.ts text. */
-export const relativeImports = (text: string): string[] => [...text.matchAll(IMPORT)].map((m) => m[3]);
+const relativeImports = (text: string): string[] => [...text.matchAll(IMPORT)].map((m) => m[3]);
 
 /** tsc rewrites ".ts" imports in the JS it emits but not in declarations: the same rewrite for .d.ts text. */
-export const declarationImportsToJs = (text: string): string => text.replace(IMPORT, (m, lead, q, spec) => (spec.endsWith(".ts") ? `${lead}${q}${spec.slice(0, -3)}.js${q}` : m));
+const declarationImportsToJs = (text: string): string => text.replace(IMPORT, (m, lead, q, spec) => (spec.endsWith(".ts") ? `${lead}${q}${spec.slice(0, -3)}.js${q}` : m));
 
 async function filesUnder(dir: string): Promise<string[]> {
   const out: string[] = [];
@@ -155,6 +155,7 @@ async function checkNoTsImports(): Promise<void> {
 
 async function main(args: string[]): Promise<void> {
   await syncManifests(args.includes("--sync"));
+  if (args.includes("--check")) return;
   await rm(TMP, { recursive: true, force: true });
   emit();
   await Promise.all([copySources(), buildWeb(), finishBin(), addGpuTypes()]);
@@ -164,11 +165,9 @@ async function main(args: string[]): Promise<void> {
   console.log(`pack/build.ts: dist/ for ${ENTRIES.join(", ")} and the flux2ts bin`);
 }
 
-if (import.meta.main) {
-  try {
-    await main(process.argv.slice(2));
-  } catch (e) {
-    console.error((e as Error).message);
-    process.exit(1);
-  }
+try {
+  await main(process.argv.slice(2));
+} catch (e) {
+  console.error((e as Error).message);
+  process.exit(1);
 }

@@ -6,11 +6,11 @@
 // serving the prebuilt app. Packing and installing happen once for the file; the packed size is printed.
 import { afterAll, describe, expect, test } from "bun:test";
 import { spawn, spawnSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { ENTRIES } from "../../pack/build.ts";
+import ts from "typescript";
 import { FIXTURES } from "../util.ts";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
@@ -18,6 +18,8 @@ const BUN = (globalThis as { Bun?: unknown }).Bun ? process.execPath : join(ROOT
 const DENO = join(ROOT, "node_modules/.bin/deno");
 const TSC = join(ROOT, "node_modules/typescript/bin/tsc");
 const REPOS = join(FIXTURES, "repos");
+/** The public entry points, as package.json exports them ("./core" → "core"). */
+const ENTRIES = Object.keys(JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")).exports).map((k: string) => k.slice(2));
 
 type Result = { code: number | null; stdout: string; stderr: string };
 function sh(cmd: string, args: string[], cwd: string, env: Record<string, string> = {}): Result {
@@ -100,6 +102,20 @@ describe("npm package", () => {
     const stray = [...paths].filter((p) => !/^(dist\/|README\.md$|LICENSE$|package\.json$)/.test(p) || /^dist\/(tests|bench\/.*\.(json|svg))/.test(p));
     expect(stray).toEqual([]);
     expect(files.find((f) => f.path === "dist/cli/flux2ts.js")!.mode & 0o111).toBe(0o111);
+  }, 600_000);
+
+  test("every relative import of the installed JS and .d.ts names a .js file that is there", async () => {
+    const { project } = await install();
+    const dist = join(project, "node_modules/flux2ts/dist");
+    const files = readdirSync(dist, { recursive: true, encoding: "utf8" }).filter((f) => /\.(js|d\.ts)$/.test(f) && !f.startsWith("src/"));
+    expect(files.length).toBeGreaterThan(50);
+    const bad = files.flatMap((f) =>
+      ts.preProcessFile(readFileSync(join(dist, f), "utf8"), true, true).importedFiles
+        .map((i) => i.fileName)
+        .filter((spec) => spec.startsWith(".") && (!spec.endsWith(".js") || !existsSync(join(dist, dirname(f), spec))))
+        .map((spec) => `${f}: ${spec}`),
+    );
+    expect(bad).toEqual([]);
   }, 600_000);
 
   test("npx flux2ts info: on Node, and on Bun (bunx --bun)", async () => {
