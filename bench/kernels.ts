@@ -228,7 +228,9 @@ export async function runBench(dev: Device, opts: { quick?: boolean; log?: (s: s
 export async function benchToFile(path: string, quick: boolean): Promise<BenchRow[]> {
   const dev = await Device.open();
   const rows = await runBench(dev, { quick });
-  const { writeFile } = await import("node:fs/promises");
+  const { mkdir, writeFile } = await import("node:fs/promises");
+  const { dirname } = await import("node:path");
+  await mkdir(dirname(path), { recursive: true }); // `flux2ts bench` from a folder without bench/
   await writeFile(path, JSON.stringify(rows, null, 2) + "\n");
   console.log(`wrote ${path}`);
   dev.destroy();

@@ -2,9 +2,10 @@
 // in the page on its own WebGPU device.
 // - The app: web/index.html and style.css as they are, web/app.ts bundled at start into one ES module by the
 //   runtime's own bundler (Bun.build under Bun, `deno bundle` under Deno), written to .cache/web/ (gitignored) and
-//   served from memory. The in-page self test is test code, so it lives in tests/browser/ (selftest.html,
-//   selftest_page.ts: a kernel test file + a reference case); it is bundled on first request, with "bun:test"
-//   resolved to tests/browser/page_shim.ts.
+//   served from memory. The npm package ships the bundle prebuilt (dist/web/app.js beside index.html, made by
+//   pack/build.ts), so there, on Node too, nothing is bundled at run time. The in-page self test is test code, so
+//   it lives in tests/browser/ (selftest.html, selftest_page.ts: a kernel test file + a reference case); it is
+//   bundled on first request, with "bun:test" resolved to tests/browser/page_shim.ts.
 // - Models: /models/<owner>/<name>/<path> from the ModelScope cache (hub/cache.ts layout, MODELSCOPE_CACHE
 //   honoured), so a model the CLI downloaded is not downloaded again; `--repos DIR` serves DIR/<owner>/<name>
 //   instead (the fixture repos). `--fixtures DIR` serves reference cases under /fixtures/ for the self test.
@@ -53,8 +54,15 @@ const TYPES: Record<string, string> = {
 };
 const typeOf = (path: string) => TYPES[/\.([a-z0-9]+)$/i.exec(path)?.[1].toLowerCase() ?? ""] ?? "application/octet-stream";
 
+/** The browser entry point as one ES module: the prebuilt <name>.js beside index.html when present, else bundled. */
+async function script(name: string): Promise<string> {
+  const fs = await nodeFs();
+  return (await fs.readFile(joinPath(WEB, `${name}.js`), "utf8").catch(() => null)) ?? bundle(name);
+}
+
 /** Bundles a browser entry point (ENTRIES) into one ES module; "bun:test" resolves to tests/browser/page_shim.ts. */
 export async function bundle(name: string): Promise<string> {
+  if (runtime !== "bun" && runtime !== "deno") throw new Error(`${name}.js: not prebuilt in ${WEB}, and only Bun or Deno can bundle ${ENTRIES[name]}`);
   const entry = ENTRIES[name];
   const shim = joinPath(SELFTEST, "page_shim.ts");
   const fs = await nodeFs();
@@ -131,11 +139,11 @@ export interface ServeOptions {
   fixtures?: string;
 }
 
-/** Starts the server (the app is bundled first); resolves once it listens. */
+/** Starts the server (the app is read or bundled first); resolves once it listens. */
 export async function startServer(opts: ServeOptions): Promise<{ url: string; close(): Promise<void> }> {
   const fs = await nodeFs();
   const http = await import("node:http");
-  const bundles = new Map<string, Promise<string>>([["app", bundle("app")]]);
+  const bundles = new Map<string, Promise<string>>([["app", script("app")]]);
   await bundles.get("app");
 
   const repoFolder = (owner: string, name: string) => (opts.repos ? joinPath(opts.repos, owner, name) : repoCacheDir(`${owner}/${name}`));
@@ -178,7 +186,7 @@ export async function startServer(opts: ServeOptions): Promise<{ url: string; cl
     if (segs.length === 1 && head === "selftest.html") return sendFile(req, res, joinPath(SELFTEST, head));
     if (segs.length === 1 && /^(app|selftest)\.js$/.test(head)) {
       const name = head.slice(0, -3);
-      if (!bundles.has(name)) bundles.set(name, bundle(name));
+      if (!bundles.has(name)) bundles.set(name, script(name));
       const body = new TextEncoder().encode(await bundles.get(name)!);
       res.writeHead(200, { "content-type": TYPES.js, "content-length": body.length, "cache-control": "no-cache" });
       return void res.end(req.method === "HEAD" ? undefined : body);

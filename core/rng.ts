@@ -45,7 +45,7 @@ const nested = (v: string, ds: number[]) => ds.map((d) => `${v} = ${hex(ONE)} - 
  * Box-Muller above), for kernels that generate noise in place. Helpers: mulhilo, mulhi, add64, negLog2, isqrt64,
  * cosSin, toF32.
  */
-export const RNG_WGSL = `
+export const RNG_WGSL: string = `
 // 32x32 -> 64-bit product as (hi, lo) from 16-bit halves: WGSL has no widening multiply.
 fn mulhilo(a: u32, b: u32) -> vec2u {
   let al = a & 0xffffu; let ah = a >> 16u; let bl = b & 0xffffu; let bh = b >> 16u;

@@ -21,7 +21,7 @@ interface Store {
 
 export type Shape = readonly number[];
 
-export const numel = (shape: Shape) => shape.reduce((a, b) => a * b, 1);
+export const numel = (shape: Shape): number => shape.reduce((a, b) => a * b, 1);
 
 function checkShape(shape: Shape, what: string): void {
   if (!Array.isArray(shape) || shape.some((d) => !Number.isInteger(d) || d < 0)) {

@@ -54,7 +54,7 @@ export interface InputNorm {
 }
 
 /** The output size along one axis. */
-export const convOutSize = (n: number, k: number, stride: number, padLo: number, padHi: number) =>
+export const convOutSize = (n: number, k: number, stride: number, padLo: number, padHi: number): number =>
   Math.floor((n + padLo + padHi - k) / stride) + 1;
 
 function conv2dWgsl(t: TileShape, wDtype: DType, bDtype: DType | null, residual: boolean, norm: boolean): string {

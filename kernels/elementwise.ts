@@ -96,10 +96,10 @@ export function unary(x: Tensor, op: UnaryOp): Tensor {
   return launch("f(in0[i])", [x], x.shape, { fns: activationWgsl(op) });
 }
 
-export const silu = (x: Tensor) => unary(x, "silu");
-export const gelu = (x: Tensor) => unary(x, "gelu");
-export const geluTanh = (x: Tensor) => unary(x, "geluTanh");
-export const quickGelu = (x: Tensor) => unary(x, "quickGelu");
+export const silu = (x: Tensor): Tensor => unary(x, "silu");
+export const gelu = (x: Tensor): Tensor => unary(x, "gelu");
+export const geluTanh = (x: Tensor): Tensor => unary(x, "geluTanh");
+export const quickGelu = (x: Tensor): Tensor => unary(x, "quickGelu");
 
 /** alpha·x + beta, optionally clamped to [lo, hi]. */
 export function scale(x: Tensor, alpha: number, beta = 0, clampTo?: readonly [lo: number, hi: number]): Tensor {

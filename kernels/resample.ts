@@ -109,7 +109,7 @@ export function resampleTaps(
   inSize: number,
   outSize: number,
   antialias: boolean,
-  filter = cubic(antialias ? -0.5 : -0.75),
+  filter: (x: number) => number = cubic(antialias ? -0.5 : -0.75),
   radius = 2,
 ): Taps & { maxPartial: number } {
   const scale = inSize / outSize;
