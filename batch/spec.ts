@@ -7,9 +7,7 @@
 // - A job's id is a hash of everything that decides its image (settings with defaults filled in, and the models),
 //   so submitting the same rows again maps to the same ids and BullMQ adds nothing.
 import { createHash } from "node:crypto";
-import type { GenerationSettings, VerifierName } from "../generate/index.ts";
-import { VERIFIER_NAMES } from "../generate/index.ts";
-import { SEARCH_NAMES, type SearchName } from "../generate/index.ts";
+import { type GenerationSettings, SEARCH_NAMES, type SearchName, VERIFIER_NAMES, type VerifierName } from "../generate/index.ts";
 
 /** The models a batch's workers load: alias, owner/name or a path (as on the worker's machine). */
 export interface BatchModels {

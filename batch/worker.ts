@@ -15,11 +15,11 @@ import { type Job, UnrecoverableError, Worker } from "bullmq";
 import { Device } from "../core/index.ts";
 import { joinPath, nodeFs } from "../core/platform.ts";
 import { encodePng } from "../core/png.ts";
-import { type ModelNames, type RunLog, runLog } from "../generate/run_log.ts";
+
 import { type HubOptions, resolveModel } from "../hub/index.ts";
 import { PickScore } from "../models/clip/pickscore.ts";
 import { Flux2Pipeline } from "../models/flux2/pipeline.ts";
-import { type GenerationModels, generateWithSearch, imageRgb8, resolveSettings } from "../generate/index.ts";
+import { type GenerationModels, generateWithSearch, imageRgb8, type ModelNames, resolveSettings, type RunLog, runLog } from "../generate/index.ts";
 import { checkBatchName, connection, openQueue, queueUrl } from "./queue.ts";
 import { jobId, type JobSpec } from "./spec.ts";
 

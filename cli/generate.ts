@@ -22,7 +22,7 @@ import {
   resolveSettings,
 } from "../generate/generation.ts";
 import { formatSeconds } from "../generate/run_search.ts";
-import { type ModelNames, type RunLog, runLog, stem } from "../generate/run_log.ts";
+import { type ModelNames, type RunLog, runLog, stem } from "../generate/index.ts";
 import { SEARCH_NAMES } from "../search/by_name.ts";
 import { intFlag, type Parsed, parseArgs, strFlag, UsageError } from "./args.ts";
 import { contactSheet } from "./contact_sheet.ts";

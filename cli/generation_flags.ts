@@ -1,7 +1,6 @@
 // The generation flags `generate` and `batch submit` share (batch takes them as the defaults of empty CSV cells):
 // one parser per flag with generate's messages, and the model flags every model-running command takes.
-import type { ModelNames } from "../generate/run_log.ts";
-import { VERIFIER_NAMES, type VerifierName } from "../generate/index.ts";
+import { type ModelNames, VERIFIER_NAMES, type VerifierName } from "../generate/index.ts";
 import { intFlag, type Parsed, strFlag, UsageError } from "./args.ts";
 
 /** Valued flags of the image settings and the models; `offline` is the one boolean. */

@@ -9,10 +9,10 @@ import { describe, expect, test } from "bun:test";
 import { joinPath, runtime } from "../../core/index.ts";
 import { encodePng } from "../../core/png.ts";
 import { batchStatus, bootstrapCi, jobId, type JobSpec, median, parseCsv, parseSeeds } from "../../batch/index.ts";
-import { runLog } from "../../generate/run_log.ts";
+
 import { PickScore } from "../../models/clip/pickscore.ts";
 import { Flux2Pipeline } from "../../models/flux2/pipeline.ts";
-import { generateWithSearch, imageRgb8 } from "../../generate/index.ts";
+import { generateWithSearch, imageRgb8, runLog } from "../../generate/index.ts";
 import { FIXTURES, testDevice } from "../util.ts";
 import { hasRedis, startRedis } from "./redis_server.ts";
 
