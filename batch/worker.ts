@@ -69,18 +69,23 @@ class LoadedModels {
 
   constructor(private readonly open: () => Promise<Device>, private readonly hub: WorkerOptions["hub"]) {}
 
+  /** Opens the GPU (at start: a machine without one should fail here, not burn the jobs' attempts). */
+  async device(): Promise<Device> {
+    return (this.dev ??= await this.open());
+  }
+
   async get(names: ModelNames): Promise<GenerationModels> {
     const key = JSON.stringify([names.model, names.rewardModel, names.rewardProcessor]);
     if (this.models && key === this.key) return this.models;
     this.release();
-    this.dev ??= await this.open();
+    const dev = await this.device();
     const hub = this.hub ?? {};
     const model = await resolveModel(names.model, hub);
     const reward = await resolveModel(names.rewardModel, hub);
     const processor = await resolveModel(names.rewardProcessor, hub);
-    const pipe = await Flux2Pipeline.load(this.dev, { dir: model });
+    const pipe = await Flux2Pipeline.load(dev, { dir: model });
     try {
-      const scorer = await PickScore.load(this.dev, { model: reward, processor });
+      const scorer = await PickScore.load(dev, { model: reward, processor });
       this.models = { pipe, scorer };
       this.key = key;
       return this.models;
@@ -120,6 +125,7 @@ export async function runWorker(o: WorkerOptions): Promise<{ completed: number; 
   const proc = (globalThis as { process?: { pid: number } }).process;
   const name = o.workerName ?? `${(await import("node:os")).hostname()}:${proc?.pid ?? 0}`;
   const models = new LoadedModels(o.openDevice ?? (() => Device.open()), o.hub);
+  await models.device();
   const fs = await nodeFs();
   const out = (await import("node:path")).resolve(o.out); // job results name files wherever a report is made
   let gpu: Promise<unknown> = Promise.resolve(); // one job at a time across the batches' Workers
