@@ -16,6 +16,8 @@ const commands: Record<string, () => Promise<{ help: string; run(args: string[])
   download: () => import("./download.ts"),
   plan: () => import("./plan.ts"),
   serve: () => import("./serve.ts"),
+  batch: () => import("./batch.ts"),
+  worker: () => import("./worker.ts"),
 };
 
 const usage = `flux2ts <command> [options]
@@ -30,6 +32,8 @@ commands:
   download <model>             fetch a model from ModelScope (or Hugging Face) into the local cache
   plan                         memory plan and measured peak of the real FLUX.2-klein-4B at 1024²
   serve                        the browser app on 127.0.0.1 (generation runs in the page's WebGPU)
+  batch submit|status|report   prompt-set runs on BullMQ + Redis, and the paper-style report
+  worker --name NAME --out DIR serve batches' jobs (one worker per GPU)
 
 Run "flux2ts <command> --help" for a command's options.`;
 

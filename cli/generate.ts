@@ -11,7 +11,6 @@ import { PickScore } from "../models/clip/pickscore.ts";
 import { Flux2Pipeline } from "../models/flux2/pipeline.ts";
 import {
   type GenerationEvent,
-  type GenerationLog,
   type GenerationModels,
   type GenerationSettings,
   generateWithSearch,
@@ -21,13 +20,13 @@ import {
   referenceOutputSize,
   replayGeneration,
   resolveSettings,
-  VERIFIER_NAMES,
-  type VerifierName,
 } from "../generate/generation.ts";
 import { formatSeconds } from "../generate/run_search.ts";
+import { type ModelNames, type RunLog, runLog, stem } from "../generate/index.ts";
 import { SEARCH_NAMES } from "../search/by_name.ts";
 import { intFlag, type Parsed, parseArgs, strFlag, UsageError } from "./args.ts";
 import { contactSheet } from "./contact_sheet.ts";
+import { budgetFlag, choice, hubFlags, imageSettings, MODEL_FLAGS, modelNames, SETTING_FLAGS } from "./generation_flags.ts";
 import { ProgressLine } from "./progress.ts";
 import { locateModel, openDevice } from "./resolve.ts";
 
@@ -62,26 +61,8 @@ with --ref, editing: the prompt applies to the reference images.
                            default <log>-<k>.png); its reference files are read from the logged names
                            (or the --ref given) and must have the logged SHA-256`;
 
-const VALUED = [
-  "prompt", "prompt-file", "negative-prompt", "guidance", "width", "height", "steps", "seed", "search", "budget", "verifier", "batch",
-  "out", "model", "reward-model", "reward-processor", "endpoint", "replay", "candidate", "ref",
-];
+const VALUED = ["prompt", "prompt-file", "seed", "search", "out", "replay", "candidate", "ref", "endpoint", ...SETTING_FLAGS, ...MODEL_FLAGS];
 const REPLAY_FLAGS = new Set(["replay", "candidate", "out", "model", "reward-model", "reward-processor", "endpoint", "offline", "ref"]);
-
-interface ModelNames {
-  model: string;
-  rewardModel: string;
-  rewardProcessor: string;
-}
-
-/** The JSON log as written: the generation log plus the model names and the command that replays each candidate. */
-export interface RunLog extends GenerationLog {
-  models: ModelNames;
-  candidates: (GenerationLog["candidates"][number] & { replay: string })[];
-}
-
-const quote = (s: string) => (/^[\w./:@+-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`);
-const stem = (path: string) => path.replace(/\.(png|json)$/i, "");
 
 async function promptOf(p: Parsed): Promise<string> {
   const text = strFlag(p, "prompt");
@@ -118,26 +99,6 @@ async function readReferences(paths: readonly string[]): Promise<LoadedReference
   } catch (e) {
     throw new UsageError(`--ref ${String((e as Error).message).split("\n")[0]}`, "a PNG or JPEG image with both sides ≥ 64 px and an aspect ratio ≤ 8");
   }
-}
-
-function sizeFlag(p: Parsed, name: string): number {
-  const v = intFlag(p, name, 1024, 16, 16384);
-  if (v % 16) throw new UsageError(`--${name} must be a multiple of 16, got ${v}`, `e.g. --${name} ${Math.max(16, Math.round(v / 16) * 16)}`);
-  return v;
-}
-
-function choice<T extends string>(p: Parsed, name: string, names: readonly T[], def: T): T {
-  const v = strFlag(p, name, def)!;
-  if (!(names as readonly string[]).includes(v)) throw new UsageError(`unknown --${name} "${v}"`, `one of: ${names.join(", ")}`);
-  return v as T;
-}
-
-function guidanceFlag(p: Parsed): number | undefined {
-  const v = strFlag(p, "guidance");
-  if (v === undefined) return undefined;
-  const g = Number(v);
-  if (!(Number.isFinite(g) && g >= 0)) throw new UsageError(`--guidance must be a number ≥ 0, got "${v}"`);
-  return g;
 }
 
 /**
@@ -213,34 +174,17 @@ async function readLog(path: string): Promise<RunLog> {
 export async function run(args: string[]): Promise<number> {
   const p = parseArgs(args, VALUED, ["save-all", "offline"]);
   if (p.positionals.length) throw new UsageError(`unexpected argument "${p.positionals[0]}"`, 'quote the prompt: --prompt "a red fox"');
-  const hub = { endpoint: strFlag(p, "endpoint"), offline: p.flags.has("offline") };
+  const hub = hubFlags(p);
   if (p.flags.has("replay")) return replay(p, hub);
   if (p.flags.has("candidate")) throw new UsageError("--candidate needs --replay log.json");
 
   const prompt = await promptOf(p);
   const references = await readReferences(p.lists.get("ref") ?? []);
   const search = choice(p, "search", SEARCH_NAMES, "none");
-  const settings: GenerationSettings = {
-    prompt,
-    negativePrompt: strFlag(p, "negative-prompt"),
-    guidance: guidanceFlag(p),
-    width: sizeFlag(p, "width"),
-    height: sizeFlag(p, "height"),
-    steps: p.flags.has("steps") ? intFlag(p, "steps", 4, 1, 1000) : undefined,
-    seed: intFlag(p, "seed", 0, 0, 2 ** 32 - 1),
-    search,
-    budget: intFlag(p, "budget", search === "none" ? 1 : 50, 1, 1_000_000),
-    verifier: choice<VerifierName>(p, "verifier", VERIFIER_NAMES, "pickscore"),
-    batch: intFlag(p, "batch", 1, 1, 1024),
-    references,
-  };
+  const settings: GenerationSettings = { prompt, ...imageSettings(p), seed: intFlag(p, "seed", 0, 0, 2 ** 32 - 1), search, budget: budgetFlag(p, search), references };
   const out = strFlag(p, "out", "out.png")!;
   if (!/\.png$/i.test(out)) throw new UsageError(`--out ${out} must name a .png file`);
-  const names: ModelNames = {
-    model: strFlag(p, "model", "klein-4b")!,
-    rewardModel: strFlag(p, "reward-model", "pickscore")!,
-    rewardProcessor: strFlag(p, "reward-processor", "clip-h14-processor")!,
-  };
+  const names = modelNames(p);
 
   return withModels(names, hub, [prompt, settings.negativePrompt ?? ""], references.length > 0, async (models) => {
     if (references.length) {
@@ -278,11 +222,7 @@ export async function run(args: string[]): Promise<number> {
       image.dispose();
     }
     const jsonPath = `${stem(out)}.json`;
-    const full: RunLog = {
-      models: names,
-      ...log,
-      candidates: log.candidates.map((c) => ({ ...c, replay: `flux2ts generate --replay ${quote(jsonPath)} --candidate ${c.index} --out ${quote(`${stem(out)}-${c.index}.png`)}` })),
-    };
+    const full = runLog(log, names, out);
     await writePng(out, rgb);
     await writeText(jsonPath, JSON.stringify(full, null, 1) + "\n");
     let extra = "";
@@ -307,11 +247,7 @@ async function replay(p: Parsed, hub: { endpoint?: string; offline: boolean }): 
   const log = await readLog(logPath);
   const k = intFlag(p, "candidate", 0, 0, log.candidates.length - 1);
   const out = strFlag(p, "out", `${stem(logPath)}-${k}.png`)!;
-  const names: ModelNames = {
-    model: strFlag(p, "model", log.models.model)!,
-    rewardModel: strFlag(p, "reward-model", log.models.rewardModel)!,
-    rewardProcessor: strFlag(p, "reward-processor", log.models.rewardProcessor)!,
-  };
+  const names = modelNames(p, log.models);
   const { prompt, negativePrompt } = log.settings;
   const references = await readReferences(p.lists.get("ref") ?? (log.settings.references ?? []).map((r) => r.file));
   for (const [i, r] of references.entries()) {

@@ -32,3 +32,4 @@ export {
   type RunSearchResult,
 } from "./run_search.ts";
 export { isSearchName, SEARCH_NAMES, type SearchName } from "../search/by_name.ts";
+export { type ModelNames, type RunLog, runLog, stem } from "./run_log.ts";

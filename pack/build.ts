@@ -16,7 +16,7 @@ import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import ts from "typescript";
 
-const ENTRIES = ["core", "kernels", "models", "search", "generate", "hub"];
+const ENTRIES = ["core", "kernels", "models", "search", "generate", "hub", "batch"];
 
 const ROOT = fileURLToPath(new URL("../", import.meta.url));
 const TMP = join(ROOT, "dist.tmp");

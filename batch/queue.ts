@@ -1,0 +1,101 @@
+// The batch's BullMQ side: one BullMQ queue per batch name, jobs added with ids that hash their settings (so a
+// re-submit adds nothing), BullMQ's retries with exponential backoff, and status from BullMQ's own counts, job
+// timestamps and `processedBy`. Nothing here touches Redis except through BullMQ.
+import { type ConnectionOptions, type Job, Queue } from "bullmq";
+import { jobId, type JobSpec } from "./spec.ts";
+import type { JobResult } from "./worker.ts";
+
+export const DEFAULT_QUEUE = "redis://127.0.0.1:6379";
+
+/** --queue's value: the argument, else $FLUX2TS_QUEUE, else Redis on this machine's default port. */
+export function queueUrl(arg?: string): string {
+  const env = (globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env.FLUX2TS_QUEUE;
+  return arg ?? (env || DEFAULT_QUEUE);
+}
+
+/** BullMQ's queue names may not hold ":"; keep names usable as folder names too. */
+export function checkBatchName(name: string): string {
+  if (!/^[A-Za-z0-9][\w.-]{0,99}$/.test(name)) throw new Error(`batch name "${name}" must be letters, digits, ".", "_" or "-" (at most 100)`);
+  return name;
+}
+
+/** Connection options; `worker`: commands wait through a Redis restart instead of failing (BullMQ asks this). */
+export function connection(url: string, worker = false): ConnectionOptions {
+  return { url, ...(worker ? { maxRetriesPerRequest: null } : {}) };
+}
+
+export function openQueue(url: string, name: string): Queue<JobSpec, JobResult> {
+  return new Queue<JobSpec, JobResult>(checkBatchName(name), { connection: connection(url) });
+}
+
+export interface SubmitOptions {
+  /** Redis URL (default: queueUrl()). */
+  queue?: string;
+  name: string;
+  jobs: JobSpec[];
+  /** Tries per job before it is marked failed (default 3). */
+  attempts?: number;
+  /** First retry delay; each next one doubles (default 10 s). */
+  backoffMs?: number;
+}
+
+/** Enqueues the jobs not already in the batch; returns how many were added and how many were there before. */
+export async function submitBatch(o: SubmitOptions): Promise<{ submitted: number; existing: number }> {
+  const queue = openQueue(queueUrl(o.queue), o.name);
+  try {
+    const byId = new Map(o.jobs.map((j) => [jobId(j), j]));
+    const fresh: { name: string; data: JobSpec; opts: { jobId: string; attempts: number; backoff: { type: "exponential"; delay: number } } }[] = [];
+    for (const [id, data] of byId) {
+      if (await queue.getJob(id)) continue;
+      fresh.push({ name: data.settings.search, data, opts: { jobId: id, attempts: o.attempts ?? 3, backoff: { type: "exponential", delay: o.backoffMs ?? 10_000 } } });
+    }
+    for (let i = 0; i < fresh.length; i += 500) await queue.addBulk(fresh.slice(i, i + 500));
+    return { submitted: fresh.length, existing: byId.size - fresh.length };
+  } finally {
+    await queue.close();
+  }
+}
+
+export interface BatchStatus {
+  waiting: number;
+  active: number;
+  done: number;
+  failed: number;
+  /** The active jobs: worker name, job id, and its progress (evals, nfe). */
+  running: { worker: string; job: string; progress: unknown }[];
+  /** Failed jobs and their messages. */
+  failures: { job: string; reason: string }[];
+  /** Seconds until the waiting and active jobs are done at the rate observed so far (undefined: no rate yet). */
+  etaSeconds?: number;
+}
+
+/** Counts, who runs what, failures and an ETA from the completed jobs' timestamps. */
+export async function batchStatus(o: { queue?: string; name: string }): Promise<BatchStatus> {
+  const queue = openQueue(queueUrl(o.queue), o.name);
+  try {
+    const c = await queue.getJobCounts("waiting", "prioritized", "delayed", "waiting-children", "active", "completed", "failed");
+    const active = (await queue.getActive()).filter(Boolean);
+    const failed = (await queue.getFailed()).filter(Boolean);
+    const waiting = c.waiting + c.prioritized + c.delayed + c["waiting-children"];
+    const completed = (await queue.getCompleted()).filter(Boolean);
+    return {
+      waiting,
+      active: c.active,
+      done: c.completed,
+      failed: c.failed,
+      running: active.map((j) => ({ worker: j.processedBy ?? "?", job: j.id!, progress: j.progress })),
+      failures: failed.map((j) => ({ job: j.id!, reason: j.failedReason })),
+      etaSeconds: eta(completed, waiting + c.active),
+    };
+  } finally {
+    await queue.close();
+  }
+}
+
+/** Jobs done per second between the first start and the last finish, applied to what is left. */
+function eta(done: Job[], left: number): number | undefined {
+  const starts = done.map((j) => j.processedOn ?? Infinity), ends = done.map((j) => j.finishedOn ?? 0);
+  const span = (Math.max(...ends) - Math.min(...starts)) / 1000;
+  if (!done.length || !(span > 0)) return left ? undefined : 0;
+  return left / (done.length / span);
+}

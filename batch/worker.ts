@@ -1,0 +1,243 @@
+// A batch worker: one per GPU. BullMQ Workers (one per batch name, concurrency 1, one job at a time across them)
+// hand it jobs; each job runs what `flux2ts generate` runs (generate/ with the same settings) and writes
+// OUT/<batch>/<jobId>.png and .json through temp names and renames, and returns the run log, so a report needs no
+// files. Retries, backoff, stalled-job recovery and progress are BullMQ's.
+// Design:
+// - The processor runs in-process, not sandboxed (the models must stay loaded between jobs): a job mostly awaits
+//   the GPU, so the event loop is free to renew the lock. Measured here: model loading and the first job's shader
+//   compilation stall it for seconds on a busy CPU (a 2 s lock lapsed; Deno's wgpu outlasted the 30 s default
+//   once), so a run checks it still holds the job before its long part and before writing files.
+// - Models load on the first job and stay while the next jobs name the same ones; the text encoder is kept (prompts
+//   differ per job) and prompt encodings are dropped after each job, so memory does not grow with the prompt set.
+// - A job whose settings cannot run (resolveSettings rejects them) fails at once (UnrecoverableError): retrying
+//   cannot help. Anything else (a model that does not load, out of memory) is retried with backoff.
+import { type Job, UnrecoverableError, Worker } from "bullmq";
+import { Device } from "../core/index.ts";
+import { joinPath, nodeFs } from "../core/platform.ts";
+import { encodePng } from "../core/png.ts";
+
+import { type HubOptions, resolveModel } from "../hub/index.ts";
+import { PickScore } from "../models/clip/pickscore.ts";
+import { Flux2Pipeline } from "../models/flux2/pipeline.ts";
+import { type GenerationModels, generateWithSearch, imageRgb8, type ModelNames, resolveSettings, type RunLog, runLog } from "../generate/index.ts";
+import { checkBatchName, connection, openQueue, queueUrl } from "./queue.ts";
+import { jobId, type JobSpec } from "./spec.ts";
+
+/** A job's return value: the run log, where the files went, and which worker ran it. */
+export interface JobResult {
+  log: RunLog;
+  image: string;
+  json: string;
+  worker: string;
+}
+
+/** Evals and NFE so far, reported on the job after each scored candidate. */
+export interface JobProgress {
+  evals: number;
+  budget: number;
+  nfe: number;
+}
+
+export interface WorkerOptions {
+  /** Redis URL (default: queueUrl()). */
+  queue?: string;
+  /** Batches to serve. */
+  names: string[];
+  /** Files go to out/<name>/<jobId>.png and .json. */
+  out: string;
+  /** Return once the batches have nothing waiting, delayed or active. */
+  once?: boolean;
+  /** Return after the current job once aborted (SIGINT/SIGTERM). */
+  signal?: AbortSignal;
+  hub?: Pick<HubOptions, "endpoint" | "offline" | "cacheDir">;
+  /** BullMQ's job lock and stalled-job check (defaults 30 s each; tests shorten them). */
+  lockDurationMs?: number;
+  stalledIntervalMs?: number;
+  /** Worker name stored on its jobs (default host:pid). */
+  workerName?: string;
+  /** One line per event (job started, done, failed). */
+  onLog?: (line: string) => void;
+  /** The GPU (default Device.open()); opened on the first job. */
+  openDevice?: () => Promise<Device>;
+}
+
+/** Keeps one set of models loaded and reloads only when a job names different ones. */
+class LoadedModels {
+  private key = "";
+  private models?: GenerationModels;
+  private dev?: Device;
+
+  constructor(private readonly open: () => Promise<Device>, private readonly hub: WorkerOptions["hub"]) {}
+
+  /** Opens the GPU (at start: a machine without one should fail here, not burn the jobs' attempts). */
+  async device(): Promise<Device> {
+    return (this.dev ??= await this.open());
+  }
+
+  async get(names: ModelNames): Promise<GenerationModels> {
+    const key = JSON.stringify([names.model, names.rewardModel, names.rewardProcessor]);
+    if (this.models && key === this.key) return this.models;
+    this.release();
+    const dev = await this.device();
+    const hub = this.hub ?? {};
+    const model = await resolveModel(names.model, hub);
+    const reward = await resolveModel(names.rewardModel, hub);
+    const processor = await resolveModel(names.rewardProcessor, hub);
+    const pipe = await Flux2Pipeline.load(dev, { dir: model });
+    try {
+      const scorer = await PickScore.load(dev, { model: reward, processor });
+      this.models = { pipe, scorer };
+      this.key = key;
+      return this.models;
+    } catch (e) {
+      pipe.dispose();
+      throw e;
+    }
+  }
+
+  release(): void {
+    this.models?.scorer.dispose();
+    this.models?.pipe.dispose();
+    this.models = undefined;
+    this.key = "";
+  }
+
+  close(): void {
+    this.release();
+    this.dev?.destroy();
+    this.dev = undefined;
+  }
+}
+
+async function writeAtomically(path: string, bytes: Uint8Array | string): Promise<void> {
+  const fs = await nodeFs();
+  const tmp = `${path}.${(globalThis as { process?: { pid: number } }).process?.pid ?? 0}.tmp`;
+  await fs.writeFile(tmp, bytes);
+  await fs.rename(tmp, path);
+}
+
+/** Serves the batches until aborted (or, with `once`, until they are drained); returns the jobs done and failed. */
+export async function runWorker(o: WorkerOptions): Promise<{ completed: number; failed: number }> {
+  if (!o.names.length) throw new Error("runWorker: name at least one batch");
+  o.names.forEach(checkBatchName);
+  const url = queueUrl(o.queue);
+  const say = o.onLog ?? (() => {});
+  const proc = (globalThis as { process?: { pid: number } }).process;
+  const name = o.workerName ?? `${(await import("node:os")).hostname()}:${proc?.pid ?? 0}`;
+  const models = new LoadedModels(o.openDevice ?? (() => Device.open()), o.hub);
+  await models.device();
+  const fs = await nodeFs();
+  const out = (await import("node:path")).resolve(o.out); // job results name files wherever a report is made
+  let gpu: Promise<unknown> = Promise.resolve(); // one job at a time across the batches' Workers
+  let busy = 0;
+  const counts = { completed: 0, failed: 0 };
+
+  // A long event-loop stall (model loading, shader compilation on a busy CPU) can outlast the lock, and BullMQ's
+  // stalled check then hands the job to a worker again: before the long part and before writing files, this run
+  // makes sure the job is still its own (extending the lock fails otherwise), so no lapsed run writes files.
+  const lockMs = o.lockDurationMs ?? 30_000;
+  const ensureLock = async (job: Job, token: string | undefined) => {
+    if (token && !(await job.extendLock(token, lockMs))) throw new Error(`job ${job.id}: its lock lapsed (the event loop stalled longer than the ${lockMs} ms lock; raise --lock-duration); BullMQ has handed it on`);
+  };
+
+  const run = async (batch: string, job: Job<JobSpec, JobResult>, token: string | undefined): Promise<JobResult> => {
+    const spec = job.data;
+    if (jobId(spec) !== job.id) throw new UnrecoverableError(`job ${job.id}: its data does not hash to its id (submitted by another flux2ts version?)`);
+    const m = await models.get(spec.models);
+    await ensureLock(job, token);
+    try {
+      resolveSettings(m.pipe, spec.settings);
+    } catch (e) {
+      throw new UnrecoverableError((e as Error).message);
+    }
+    say(`start ${batch}/${job.id} (attempt ${job.attemptsMade + 1})`);
+    const dir = joinPath(out, batch);
+    await fs.mkdir(dir, { recursive: true });
+    const png = joinPath(dir, `${job.id}.png`);
+    try {
+      const { image, log } = await generateWithSearch(m, spec.settings, {
+        onEvent: async (e) => {
+          if (e.kind === "candidate") await job.updateProgress({ evals: e.evals, budget: e.budget, nfe: e.nfe } satisfies JobProgress);
+        },
+      });
+      let bytes: Uint8Array;
+      try {
+        bytes = encodePng(await imageRgb8(image));
+      } finally {
+        image.dispose();
+      }
+      const full = runLog(log, spec.models, png);
+      await ensureLock(job, token);
+      const json = `${png.slice(0, -4)}.json`;
+      await writeAtomically(png, bytes);
+      await writeAtomically(json, JSON.stringify(full, null, 1) + "\n");
+      return { log: full, image: png, json, worker: name };
+    } finally {
+      m.pipe.clearPrompts();
+    }
+  };
+
+  const workers = o.names.map((batch) => {
+    const w = new Worker<JobSpec, JobResult>(
+      batch,
+      (job, token) => {
+        busy++;
+        const next = gpu.then(() => run(batch, job, token));
+        gpu = next.catch(() => {});
+        return next.finally(() => busy--);
+      },
+      {
+        connection: connection(url, true),
+        concurrency: 1,
+        name,
+        autorun: false,
+        ...(o.lockDurationMs ? { lockDuration: o.lockDurationMs } : {}),
+        ...(o.stalledIntervalMs ? { stalledInterval: o.stalledIntervalMs } : {}),
+      },
+    );
+    w.on("completed", (job) => {
+      counts.completed++;
+      say(`done ${batch}/${job.id} score ${job.returnvalue.log.bestScore.toFixed(6)} nfe ${job.returnvalue.log.nfe} ${job.returnvalue.log.seconds.toFixed(1)} s`);
+    });
+    w.on("failed", (job, err) => {
+      if (!job) return;
+      const final = job.attemptsMade >= (job.opts.attempts ?? 1) || err instanceof UnrecoverableError;
+      if (final) counts.failed++;
+      say(`${final ? "failed" : "retry"} ${batch}/${job.id} (attempt ${job.attemptsMade}): ${err.message.split("\n")[0]}`);
+    });
+    w.on("error", (err) => say(`redis: ${String(err.message).split("\n")[0]}`));
+    return w;
+  });
+
+  // With `once`, a poll of the batches' counts (the job in hand included) ends the run when nothing is left.
+  const queues = o.once ? o.names.map((n) => openQueue(url, n)) : [];
+  for (const q of queues) q.on("error", () => {}); // a restarting Redis: the poll retries
+  const stop = new Promise<void>((resolve) => {
+    if (o.signal?.aborted) return resolve();
+    o.signal?.addEventListener("abort", () => resolve(), { once: true });
+    const poll = async () => {
+      try {
+        let left = busy;
+        for (const q of queues) {
+          const c = await q.getJobCounts("waiting", "prioritized", "delayed", "waiting-children", "active");
+          left += Object.values(c).reduce((a, b) => a + b, 0);
+        }
+        if (!left) return resolve();
+      } catch {
+        // Redis is away (a restart): ask again on the next tick.
+      }
+      if (!o.signal?.aborted) setTimeout(poll, 500);
+    };
+    if (o.once) setTimeout(poll, 500);
+  });
+
+  for (const w of workers) void w.run();
+  try {
+    await stop;
+  } finally {
+    await Promise.all(workers.map((w) => w.close())); // waits for the job in hand
+    await Promise.all(queues.map((q) => q.close()));
+    models.close();
+  }
+  return counts;
+}
