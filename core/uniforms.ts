@@ -83,24 +83,32 @@ export function uniforms<const F extends UniformFields>(kernel: string, fields: 
   const wgsl = `struct P { ${slots.map((s) => `${s.name}: ${type(s)}`).join(", ")} }\n@group(0) @binding(0) var<uniform> u: P;`;
   const byName = new Map(slots.map((s) => [s.name, s]));
 
+  const write = (view: DataView, s: Slot, k: number, x: unknown) => {
+    const why = rangeError(s, x);
+    if (why) throw new Error(`${kernel}: uniform ${s.name}${s.count > 1 ? `[${k}]` : ""} = ${String(x)} ${why}`);
+    const at = s.offset + 4 * k;
+    if (s.scalar === "u32") view.setUint32(at, x as number, true);
+    else if (s.scalar === "i32") view.setInt32(at, x as number, true);
+    else view.setFloat32(at, x as number, true);
+  };
+  // Runs per dispatch: no allocation beyond the bytes on the good path.
   const pack = (values: UniformValues<F>): Uint8Array => {
     const given = values as Record<string, unknown>;
-    const unknown = Object.keys(given).filter((k) => !byName.has(k));
-    if (unknown.length) throw new Error(`${kernel}: unknown uniform ${unknown.join(", ")} (declared: ${[...byName.keys()].join(", ")})`);
+    let keys = 0;
+    for (const k in given) {
+      if (!byName.has(k)) {
+        const unknown = Object.keys(given).filter((x) => !byName.has(x));
+        throw new Error(`${kernel}: unknown uniform ${unknown.join(", ")} (declared: ${[...byName.keys()].join(", ")})`);
+      }
+      keys++;
+    }
+    if (keys < slots.length) throw new Error(`${kernel}: uniform ${slots.find((s) => !(s.name in given))!.name} is missing`);
     const view = new DataView(new ArrayBuffer(bytes));
     for (const s of slots) {
-      if (!(s.name in given)) throw new Error(`${kernel}: uniform ${s.name} is missing`);
       const v = given[s.name];
-      const items = s.count > 1 ? v : [v];
-      if (!Array.isArray(items) || items.length !== s.count) throw new Error(`${kernel}: uniform ${s.name} needs ${s.count} numbers, got ${String(v)}`);
-      items.forEach((x: unknown, k: number) => {
-        const why = rangeError(s, x);
-        if (why) throw new Error(`${kernel}: uniform ${s.name}${s.count > 1 ? `[${k}]` : ""} = ${String(x)} ${why}`);
-        const at = s.offset + 4 * k;
-        if (s.scalar === "u32") view.setUint32(at, x as number, true);
-        else if (s.scalar === "i32") view.setInt32(at, x as number, true);
-        else view.setFloat32(at, x as number, true);
-      });
+      if (s.count === 1) write(view, s, 0, v);
+      else if (!Array.isArray(v) || v.length !== s.count) throw new Error(`${kernel}: uniform ${s.name} needs ${s.count} numbers, got ${String(v)}`);
+      else for (let k = 0; k < s.count; k++) write(view, s, k, v[k]);
     }
     return new Uint8Array(view.buffer);
   };
