@@ -19,7 +19,7 @@
 //   (`texture_storage_2d<rgba32float, write>`). They count in allocatedBytes; a release submits, then destroys.
 // - Uncaptured WebGPU errors are collected and thrown at the next readback, so shader bugs never pass silently.
 import { gpu } from "./platform.ts";
-import { uniforms } from "./uniforms.ts";
+import { type PackedUniforms, uniforms } from "./uniforms.ts";
 
 export interface Binding {
   buffer: GPUBuffer;
@@ -385,7 +385,7 @@ export class Device {
    * Encodes one dispatch: the one way a kernel is launched. `uniforms` (if any: the bytes of its declared block's
    * `pack`, see uniforms.ts) is bound at @binding(0), the storage buffers and textures at 1..n in order.
    */
-  run(pipeline: GPUComputePipeline, buffers: Resource[], grid: [number, number?, number?], uniforms?: Uint8Array): void {
+  run(pipeline: GPUComputePipeline, buffers: Resource[], grid: [number, number?, number?], uniforms?: PackedUniforms): void {
     const max = this.limits.maxComputeWorkgroupsPerDimension;
     const [x, y = 1, z = 1] = grid;
     if (x > max || y > max || z > max) throw new Error(`dispatch grid ${grid} exceeds ${max} workgroups per dimension`);

@@ -15,6 +15,10 @@ export type UniformType = Scalar | Vector;
 export type UniformField = UniformType | { type: "f32" | `vec${2 | 3 | 4}f`; nonFinite: true };
 export type UniformFields = Record<string, UniformField>;
 
+declare const packed: unique symbol;
+/** Bytes made by a declared block's pack: the only uniforms Device.run takes. */
+export type PackedUniforms = Uint8Array & { readonly [packed]: true };
+
 /** What pack takes for a field: a number for a scalar, `length` numbers for a vector. */
 type ValueOf<F> = F extends Scalar ? number : F extends { type: "f32" } ? number : readonly number[];
 export type UniformValues<F extends UniformFields> = { [K in keyof F]: ValueOf<F[K]> };
@@ -28,7 +32,7 @@ export interface Uniforms<F extends UniformFields> {
   readonly wgsl: string;
   /** Bytes pack returns: the struct size rounded up to 16. */
   readonly bytes: number;
-  pack(values: UniformValues<F>): Uint8Array;
+  pack(values: UniformValues<F>): PackedUniforms;
 }
 
 interface Slot {
@@ -92,7 +96,7 @@ export function uniforms<const F extends UniformFields>(kernel: string, fields: 
     else view.setFloat32(at, x as number, true);
   };
   // Runs per dispatch: no allocation beyond the bytes on the good path.
-  const pack = (values: UniformValues<F>): Uint8Array => {
+  const pack = (values: UniformValues<F>): PackedUniforms => {
     const given = values as Record<string, unknown>;
     let keys = 0;
     for (const k in given) {
@@ -110,7 +114,7 @@ export function uniforms<const F extends UniformFields>(kernel: string, fields: 
       else if (!Array.isArray(v) || v.length !== s.count) throw new Error(`${kernel}: uniform ${s.name} needs ${s.count} numbers, got ${String(v)}`);
       else for (let k = 0; k < s.count; k++) write(view, s, k, v[k]);
     }
-    return new Uint8Array(view.buffer);
+    return new Uint8Array(view.buffer) as PackedUniforms;
   };
   return { kernel, fields, wgsl, bytes, pack };
 }
