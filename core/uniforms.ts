@@ -26,8 +26,6 @@ export type UniformValues<F extends UniformFields> = { [K in keyof F]: ValueOf<F
 export interface Uniforms<F extends UniformFields> {
   /** The kernel's name, as errors print it. */
   readonly kernel: string;
-  /** The fields as declared (spread one declaration into another to share a prefix). */
-  readonly fields: F;
   /** WGSL: `struct P { … }` and `@group(0) @binding(0) var<uniform> u: P;`. */
   readonly wgsl: string;
   /** Bytes pack returns: the struct size rounded up to 16. */
@@ -116,5 +114,5 @@ export function uniforms<const F extends UniformFields>(kernel: string, fields: 
     }
     return new Uint8Array(view.buffer) as PackedUniforms;
   };
-  return { kernel, fields, wgsl, bytes, pack };
+  return { kernel, wgsl, bytes, pack };
 }
