@@ -1,4 +1,5 @@
-// Pixels: conversions between float NCHW images and 8-bit RGB, one thread per output element (or word).
+// Pixels: conversions between float NCHW images and 8-bit RGB, one thread per output element (or word), on
+// resample.ts's one-thread-per-element template.
 // - packRgbBytes: a decoder output [B, 3, H, W] in about [−1, 1] → HWC RGB bytes, four per u32 word (byte e of the
 //   [B, H, W, 3] array in word e / 4, lane e % 4), so a readback moves a quarter of the f32 bytes. "round" is
 //   diffusers' numpy_to_pil, round-half-even(clamp(x/2 + 0.5, 0, 1)·255); "trunc" is DiffSynth's
@@ -8,10 +9,9 @@
 //   q truncating or rounding half to even: how a pipeline turns its float output into the uint8 image a later
 //   processor sees.
 // Every step is f32 arithmetic in the written order, so pixels.ref.ts reproduces the bytes exactly.
-import { flatIndex, grid1d, Tensor, uniforms } from "../core/index.ts";
+import { grid1d, Tensor, uniforms } from "../core/index.ts";
 import { expectDType, expectRank } from "./check.ts";
-
-const WG = 256;
+import { FLAT_WG as WG, flatWgsl } from "./resample.ts";
 
 /** How packRgbBytes maps [−1, 1] to 0..255 (see the file header). */
 export type PixelRounding = "round" | "trunc";
@@ -23,11 +23,11 @@ export interface Quantize {
   rounding: "trunc" | "round";
 }
 
-const PACK = uniforms("packRgbBytes", { n: "u32", words: "u32", hw: "u32", trunc: "u32" });
-const PACK_WGSL = `
-${PACK.wgsl}
-@group(0) @binding(1) var<storage, read_write> out: array<u32>;
-@group(0) @binding(2) var<storage, read> x: array<f32>;
+const PACK = uniforms("packRgbBytes", { n: "u32", bytes: "u32", hw: "u32", trunc: "u32" }); // n: words
+const PACK_WGSL = flatWgsl({
+  uniforms: PACK,
+  out: "u32",
+  fns: `
 fn pixel(e: u32) -> u32 {
   let b = e / (3u * u.hw);
   let r = e - b * 3u * u.hw;
@@ -35,45 +35,30 @@ fn pixel(e: u32) -> u32 {
   let v = x[(b * 3u + r - p * 3u) * u.hw + p];
   if (u.trunc == 1u) { return u32(clamp((v + 1.0) * 127.5, 0.0, 255.0)); }
   return u32(round(clamp(v / 2.0 + 0.5, 0.0, 1.0) * 255.0));
-}
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  let i = ${flatIndex(WG)};
-  if (i >= u.words) { return; }
-  var word = 0u;
+}`,
+  body: `  var word = 0u;
   for (var j = 0u; j < 4u; j++) {
     let e = 4u * i + j;
-    if (e < u.n) { word = word | (pixel(e) << (8u * j)); }
+    if (e < u.bytes) { word = word | (pixel(e) << (8u * j)); }
   }
-  out[i] = word;
-}`;
+  out[i] = word;`,
+});
 
 const UNPACK = uniforms("unpackRgbBytes", { n: "u32", hw: "u32" });
-const UNPACK_WGSL = `
-${UNPACK.wgsl}
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;
-@group(0) @binding(2) var<storage, read> src: array<u32>;
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  let i = ${flatIndex(WG)};
-  if (i >= u.n) { return; }
-  let plane = i / u.hw; // b·3 + c
+const UNPACK_WGSL = flatWgsl({
+  uniforms: UNPACK,
+  input: "u32",
+  body: `  let plane = i / u.hw; // b·3 + c
   let byte = ((plane / 3u) * u.hw + i % u.hw) * 3u + plane % 3u;
-  out[i] = f32((src[byte >> 2u] >> ((byte & 3u) * 8u)) & 255u);
-}`;
+  out[i] = f32((x[byte >> 2u] >> ((byte & 3u) * 8u)) & 255u);`,
+});
 
 const QUANTIZE = uniforms("quantizePixels", { n: "u32", round: "u32", offset: "f32", scale: "f32" });
-const QUANTIZE_WGSL = `
-${QUANTIZE.wgsl}
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;
-@group(0) @binding(2) var<storage, read> x: array<f32>;
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  let i = ${flatIndex(WG)};
-  if (i >= u.n) { return; }
-  let q = clamp((x[i] + u.offset) * u.scale, 0.0, 255.0);
-  out[i] = select(trunc(q), round(q), u.round == 1u);
-}`;
+const QUANTIZE_WGSL = flatWgsl({
+  uniforms: QUANTIZE,
+  body: `  let q = clamp((x[i] + u.offset) * u.scale, 0.0, 255.0);
+  out[i] = select(trunc(q), round(q), u.round == 1u);`,
+});
 
 function expectRgb(x: Tensor, what: string): [number, number, number, number] {
   expectRank(x, what, 4);
@@ -89,7 +74,7 @@ export function packRgbBytes(x: Tensor, rounding: PixelRounding): Tensor {
   const n = B * H * W * 3;
   const words = Math.ceil(n / 4);
   const out = Tensor.empty(x.dev, [words], "u32");
-  const uni = PACK.pack({ n, words, hw: H * W, trunc: rounding === "trunc" ? 1 : 0 });
+  const uni = PACK.pack({ n: words, bytes: n, hw: H * W, trunc: rounding === "trunc" ? 1 : 0 });
   x.dev.run(x.dev.pipeline(PACK_WGSL), [out.binding(), x.binding()], grid1d(words, WG), uni);
   return out;
 }

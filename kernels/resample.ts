@@ -8,15 +8,29 @@
 import { Device, flatIndex, grid1d, Tensor, type UniformFields, uniforms, type Uniforms } from "../core/index.ts";
 import { expectDType, expectRank } from "./check.ts";
 
-const WG = 256;
+/** Workgroup size of `flatWgsl` kernels (dispatch them over grid1d(n, FLAT_WG)). */
+export const FLAT_WG = 256;
+const WG = FLAT_WG;
 
-/** A one-thread-per-element kernel over u.n elements: `out` (f32 or vec2f), input `x`, optionally a u32 `tab`. */
-function flatWgsl(o: { uniforms: Uniforms<{ n: "u32" } & UniformFields>; body: string; out?: "f32" | "vec2f"; table?: boolean }): string {
+/**
+ * A one-thread-per-element kernel over u.n elements (u from `uniforms`): `out` (f32 or vec2f), input `x` (f32 or
+ * u32), optionally a u32 `tab`; `body` runs with the index `i`.
+ */
+export function flatWgsl(o: {
+  uniforms: Uniforms<{ n: "u32" } & UniformFields>;
+  body: string;
+  out?: "f32" | "vec2f" | "u32";
+  input?: "f32" | "u32";
+  table?: boolean;
+  /** WGSL functions the body calls. */
+  fns?: string;
+}): string {
   return `
 ${o.uniforms.wgsl}
 @group(0) @binding(1) var<storage, read_write> out: array<${o.out ?? "f32"}>;
-@group(0) @binding(2) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> x: array<${o.input ?? "f32"}>;
 ${o.table ? "@group(0) @binding(3) var<storage, read> tab: array<u32>;" : ""}
+${o.fns ?? ""}
 @compute @workgroup_size(${WG})
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let i = ${flatIndex(WG)};
