@@ -6,7 +6,7 @@
 // Matmul runs once per kernel the device can run (its default first; `profile` names the kernel), so kernel choices
 // compare within one run. Correctness lives in tests/kernels; this file only measures. `bun run bench [--quick]
 // [--out file]` writes bench/results.json (or the file).
-import { Device, params, Tensor } from "../core/index.ts";
+import { Device, Tensor, uniforms } from "../core/index.ts";
 import * as K from "../kernels/index.ts";
 
 export interface BenchRow {
@@ -48,9 +48,9 @@ export async function timeKernel(dev: Device, fn: () => Tensor | { dispose(): vo
 // single-step loop ran at ~half the FMA rate of this one), and the sum stored so nothing is dead code.
 const FMA_CHAINS = 8;
 const FMA_UNROLL = 4;
+const FMA = uniforms("fmaPeak", { iters: "u32" });
 const FMA_WGSL = `
-struct P { iters: u32 }
-@group(0) @binding(0) var<uniform> u: P;
+${FMA.wgsl}
 @group(0) @binding(1) var<storage, read_write> out: array<vec4f>;
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3u) {
@@ -67,7 +67,7 @@ ${Array.from({ length: FMA_UNROLL }, () => "    " + Array.from({ length: FMA_CHA
 export async function fmaPeak(dev: Device, groups = dev.isCpu ? 256 : 4096, iters = 1024): Promise<number> {
   const out = Tensor.empty(dev, [groups * 256 * 4]);
   const p = dev.pipeline(FMA_WGSL);
-  const u = params().u32(iters).bytes();
+  const u = FMA.pack({ iters });
   const ms = await timeKernel(dev, () => {
     dev.run(p, [out.binding()], [groups], u);
     return { dispose() {} };

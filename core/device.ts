@@ -24,6 +24,7 @@
 //   by the next readback or `sync` (work submitted after the loss is dropped); a readback pending at the loss throws
 //   it too, instead of failing with a blank message.
 import { gpu } from "./platform.ts";
+import { type PackedUniforms, uniforms } from "./uniforms.ts";
 
 export interface Binding {
   buffer: GPUBuffer;
@@ -321,8 +322,7 @@ export class Device {
   /** Fills a binding with a 32-bit pattern, in stream order. */
   fill(b: Binding, bits: number): void {
     const n = Math.floor(b.size / 4);
-    const p = this.pipeline(FILL_WGSL);
-    this.run(p, [b], grid1d(n, 256), params().u32(n).u32(bits).bytes());
+    this.run(this.pipeline(FILL_WGSL), [b], grid1d(n, 256), FILL.pack({ n, bits }));
   }
 
   /** Copies bytes between buffers in stream order. */
@@ -438,10 +438,10 @@ export class Device {
   }
 
   /**
-   * Encodes one dispatch. `uniforms` (if any) is bound at @binding(0), the storage buffers and textures at 1..n in
-   * order.
+   * Encodes one dispatch: the one way a kernel is launched. `uniforms` (if any: the bytes of its declared block's
+   * `pack`, see uniforms.ts) is bound at @binding(0), the storage buffers and textures at 1..n in order.
    */
-  run(pipeline: GPUComputePipeline, buffers: Resource[], grid: [number, number?, number?], uniforms?: Uint8Array): void {
+  run(pipeline: GPUComputePipeline, buffers: Resource[], grid: [number, number?, number?], uniforms?: PackedUniforms): void {
     const max = this.limits.maxComputeWorkgroupsPerDimension;
     const [x, y = 1, z = 1] = grid;
     if (x > max || y > max || z > max) throw new Error(`dispatch grid ${grid} exceeds ${max} workgroups per dimension`);
@@ -614,41 +614,12 @@ export function grid1d(n: number, wg: number): [number, number] {
 /** WGSL expression of the flat invocation index for a `grid1d` dispatch (needs `gid` and `nwg` builtins). */
 export const flatIndex = (wg: number) => `(gid.x + gid.y * nwg.x * ${wg}u)`;
 
+const FILL = uniforms("fill", { n: "u32", bits: "u32" });
 const FILL_WGSL = `
-struct P { n: u32, bits: u32 }
-@group(0) @binding(0) var<uniform> u: P;
+${FILL.wgsl}
 @group(0) @binding(1) var<storage, read_write> out: array<u32>;
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let i = ${flatIndex(256)};
   if (i < u.n) { out[i] = u.bits; }
 }`;
-
-/** Packs uniform parameters: `params().u32(M).u32(N).f32(eps).bytes()`. Follows WGSL's 4-byte scalar layout. */
-export function params(): Params {
-  return new Params();
-}
-
-export class Params {
-  private view = new DataView(new ArrayBuffer(256));
-  private n = 0;
-  u32(x: number): this {
-    this.view.setUint32(this.n, x >>> 0, true);
-    this.n += 4;
-    return this;
-  }
-  i32(x: number): this {
-    this.view.setInt32(this.n, x | 0, true);
-    this.n += 4;
-    return this;
-  }
-  f32(x: number): this {
-    this.view.setFloat32(this.n, x, true);
-    this.n += 4;
-    return this;
-  }
-  bytes(): Uint8Array {
-    // uniform structs are padded to 16 bytes
-    return new Uint8Array(this.view.buffer, 0, Math.max(16, Math.ceil(this.n / 16) * 16));
-  }
-}

@@ -18,7 +18,8 @@
 // - r·cos as an exact 64-bit product, rounded to nearest-even f32 with integer ops and assembled by bitcast.
 // Every step is an exact integer function, so the CPU twin below, written with the same steps in JS integer
 // arithmetic, yields the same bits. Error of the integer result before the final f32 rounding: < 1e-8.
-import { flatIndex, grid1d, params } from "./device.ts";
+import { flatIndex, grid1d } from "./device.ts";
+import { uniforms } from "./uniforms.ts";
 import type { Tensor } from "./tensor.ts";
 
 const M0 = 0xd2511f53;
@@ -135,9 +136,9 @@ fn boxMuller(a: u32, b: u32) -> vec2f {
 }
 `;
 
+const P = uniforms("randn", { n: "u32", k0: "u32", k1: "u32", c0: "u32", c1: "u32" });
 const WGSL = `
-struct P { n: u32, k0: u32, k1: u32, c0: u32, c1: u32 }
-@group(0) @binding(0) var<uniform> u: P;
+${P.wgsl}
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
 ${RNG_WGSL}
 @compute @workgroup_size(64)
@@ -167,8 +168,7 @@ export function randnInto(t: Tensor, seed: number, offset = 0): Tensor {
   const [c0, c1] = words(offset, "offset");
   if (t.size === 0) return t;
   const quads = Math.ceil(t.size / 4);
-  const uni = params().u32(t.size).u32(k0).u32(k1).u32(c0).u32(c1).bytes();
-  t.dev.run(t.dev.pipeline(WGSL), [t.binding()], grid1d(quads, 64), uni);
+  t.dev.run(t.dev.pipeline(WGSL), [t.binding()], grid1d(quads, 64), P.pack({ n: t.size, k0, k1, c0, c1 }));
   return t;
 }
 

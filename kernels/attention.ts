@@ -24,7 +24,7 @@
 // stop at their diagonal unless their first row has no allowed key yet, in which case they run to Lk so that
 // uniform average is exact. Key-mask values are read as 32-bit words: any nonzero value other than −0.0 attends, so
 // i32, u32 and f32 masks all work without a variant.
-import { params, Tensor } from "../core/index.ts";
+import { Tensor, uniforms } from "../core/index.ts";
 import { expectDType, expectRank, expectSameDevice, expectShape } from "./check.ts";
 
 export interface AttentionOptions {
@@ -99,6 +99,11 @@ function loader(name: string, D: number): string {
 
 const wgslCache = new Map<string, string>();
 
+const P = uniforms("attention", {
+  Lq: "u32", Lk: "u32", Hq: "u32", Hkv: "u32", group: "u32", causal: "u32", hasMask: "u32", scale: "f32",
+  dEnd: "u32", qkStage: "u32", vStage: "u32", bk: "u32", tc: "u32",
+});
+
 function attentionWgsl(t: AttentionTiles): string {
   const key = JSON.stringify(t);
   const hit = wgslCache.get(key);
@@ -117,11 +122,7 @@ function attentionWgsl(t: AttentionTiles): string {
         for (var c = 0u; c < 4u; c++) { let d = (tc + ${TC * e}u) * 4u + c; if (d < ${D}u) { out[row${a} * ${D}u + d] = w[c]; } } }`;
 
   const src = `
-struct P {
-  Lq: u32, Lk: u32, Hq: u32, Hkv: u32, group: u32, causal: u32, hasMask: u32, scale: f32,
-  dEnd: u32, qkStage: u32, vStage: u32, bk: u32, tc: u32,
-}
-@group(0) @binding(0) var<uniform> u: P;
+${P.wgsl}
 @group(0) @binding(1) var<storage, read_write> out: array<${elem}>;
 @group(0) @binding(2) var<storage, read> q: array<${elem}>;
 @group(0) @binding(3) var<storage, read> k: array<${elem}>;
@@ -279,8 +280,10 @@ export function flashAttention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionO
   const blocks = Math.ceil(Lq / t.BQ);
   if (blocks > dev.limits.maxComputeWorkgroupsPerDimension) throw new Error(`${what}: ${Lq} queries need too many workgroups`);
   const scale = (opts.scale ?? 1 / Math.sqrt(D)) * Math.LOG2E;
-  const uni = params().u32(Lq).u32(Lk).u32(Hq).u32(Hkv).u32(Hq / Hkv).u32(opts.causal ? 1 : 0).u32(mask ? 1 : 0).f32(scale)
-    .u32(t.NCH * t.DC4).u32((t.BQ + BK) * t.DC4).u32(t.BKV * t.D4).u32(BK).u32(t.TC).bytes();
+  const uni = P.pack({
+    Lq, Lk, Hq, Hkv, group: Hq / Hkv, causal: opts.causal ? 1 : 0, hasMask: mask ? 1 : 0, scale,
+    dEnd: t.NCH * t.DC4, qkStage: (t.BQ + BK) * t.DC4, vStage: t.BKV * t.D4, bk: BK, tc: t.TC,
+  });
   const bindings = [out.binding(), q.binding(), k.binding(), v.binding(), (mask ?? q).binding()];
   dev.run(dev.pipeline(attentionWgsl(t)), bindings, [blocks, Hq, B], uni);
   return out;

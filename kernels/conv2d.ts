@@ -14,7 +14,7 @@
 // tile shape and dtypes (lavapipe spends seconds compiling each). One tile shape, 128×128 with 8×8 per thread, also
 // for Cout ≤ 4 (the VAE's conv_out): a 256×4 tile saved that layer's padded FMAs (~1% of a 1024² decode), but
 // SwiftShader's compiler (Chromium without a GPU) crashed the GPU process on it, so the variant went.
-import { type DType, flatIndex, grid1d, params, Tensor, wgslArrayType, wgslLoad } from "../core/index.ts";
+import { type DType, flatIndex, grid1d, Tensor, uniforms, wgslArrayType, wgslLoad } from "../core/index.ts";
 import { expectDType, expectRank, expectSameDevice, expectShape } from "./check.ts";
 import { activationWgsl } from "./elementwise.ts";
 
@@ -57,6 +57,14 @@ export interface InputNorm {
 export const convOutSize = (n: number, k: number, stride: number, padLo: number, padHi: number): number =>
   Math.floor((n + padLo + padHi - k) / stride) + 1;
 
+const CONV = uniforms("conv2d", {
+  M: "u32", N: "u32", K: "u32", kTiles: "u32",
+  H: "u32", W: "u32", HW: "u32", CinHW: "u32",
+  Wo: "u32", HoWo: "u32", sy: "u32", sx: "u32",
+  padT: "i32", padL: "i32", KW: "u32", KHW: "u32",
+  tilesN: "u32", tiles: "u32", Wx: "u32", Cin: "u32", up: "u32", silu: "u32",
+});
+
 function conv2dWgsl(t: TileShape, wDtype: DType, bDtype: DType | null, residual: boolean, norm: boolean): string {
   const threads = t.wgm * t.wgn;
   const BM = t.wgm * t.tm, BN = t.wgn * t.tn, BK = t.bk;
@@ -80,14 +88,7 @@ function conv2dWgsl(t: TileShape, wDtype: DType, bDtype: DType | null, residual:
   const bLoop = (f: (p: number) => string) => each(bPasses, (p) => `{ let i = t + ${p * threads}u; ${guard}{ ${f(p)} } }`, "      ");
   const acc = (q: number, j: number) => `acc[${q * t.tn + j}]`;
   return `
-struct P {
-  M: u32, N: u32, K: u32, kTiles: u32,
-  H: u32, W: u32, HW: u32, CinHW: u32,
-  Wo: u32, HoWo: u32, sy: u32, sx: u32,
-  padT: i32, padL: i32, KW: u32, KHW: u32,
-  tilesN: u32, tiles: u32, Wx: u32, Cin: u32, up: u32, silu: u32,
-}
-@group(0) @binding(0) var<uniform> u: P;
+${CONV.wgsl}
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
 @group(0) @binding(2) var<storage, read> x: array<f32>;
 ${bindings.join("\n")}
@@ -197,6 +198,8 @@ ${r(mq).map((q) => each(t.tn, (j) => {
 const sources = new Map<string, string>();
 
 /** One thread per (batch, channel): tab = (mean, rstd·w[c], b[c], 0) from stats [B, G, 2] (mean, rstd). */
+const NORM_TABLE = uniforms("conv2d inputNorm", { n: "u32", C: "u32", G: "u32", Cg: "u32" });
+
 function normTableWgsl(w: DType | undefined, b: DType | undefined): string {
   const decls: string[] = [];
   let k = 3;
@@ -204,8 +207,7 @@ function normTableWgsl(w: DType | undefined, b: DType | undefined): string {
     if (dt) decls.push(`@group(0) @binding(${k++}) var<storage, read> ${name}buf: array<${wgslArrayType(dt)}>;`, wgslLoad(name, `${name}buf`, dt));
   }
   return `
-struct P { n: u32, C: u32, G: u32, Cg: u32 }
-@group(0) @binding(0) var<uniform> u: P;
+${NORM_TABLE.wgsl}
 @group(0) @binding(1) var<storage, read_write> out: array<vec4f>;
 @group(0) @binding(2) var<storage, read> stats: array<vec2f>;
 ${decls.join("\n")}
@@ -240,7 +242,7 @@ function normTable(x: Tensor, n: InputNorm): Tensor {
   const key = `table:${n.weight?.dtype}:${n.bias?.dtype}`;
   let wgsl = sources.get(key);
   if (!wgsl) sources.set(key, (wgsl = normTableWgsl(n.weight?.dtype, n.bias?.dtype)));
-  const uni = params().u32(B * Cin).u32(Cin).u32(n.groups).u32(Cin / n.groups).bytes();
+  const uni = NORM_TABLE.pack({ n: B * Cin, C: Cin, G: n.groups, Cg: Cin / n.groups });
   x.dev.run(x.dev.pipeline(wgsl), [tab.binding(), ...ts.map((t) => t.binding())], grid1d(B * Cin, 64), uni);
   return tab;
 }
@@ -299,13 +301,13 @@ export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor | null, opts: Co
   if (tab) ts.push(tab);
   const BM = TILE.wgm * TILE.tm, BN = TILE.wgn * TILE.tn;
   const tilesN = Math.ceil(N / BN), tiles = Math.ceil(M / BM) * tilesN;
-  const uni = params()
-    .u32(M).u32(N).u32(K).u32(Math.ceil(K / TILE.bk))
-    .u32(H).u32(W).u32(Hx * Wx).u32(Cin * Hx * Wx)
-    .u32(Wo).u32(Ho * Wo).u32(sy).u32(sx)
-    .i32(pt).i32(pl).u32(kw).u32(kh * kw)
-    .u32(tilesN).u32(tiles).u32(Wx).u32(Cin).u32(up - 1).u32(norm?.silu ? 1 : 0)
-    .bytes();
+  const uni = CONV.pack({
+    M, N, K, kTiles: Math.ceil(K / TILE.bk),
+    H, W, HW: Hx * Wx, CinHW: Cin * Hx * Wx,
+    Wo, HoWo: Ho * Wo, sy, sx,
+    padT: pt, padL: pl, KW: kw, KHW: kh * kw,
+    tilesN, tiles, Wx, Cin, up: up - 1, silu: norm?.silu ? 1 : 0,
+  });
   const key = `${weight.dtype}:${bias?.dtype}:${!!opts.residual}:${!!norm}`;
   let wgsl = sources.get(key);
   if (!wgsl) sources.set(key, (wgsl = conv2dWgsl(TILE, weight.dtype, bias?.dtype ?? null, !!opts.residual, !!norm)));

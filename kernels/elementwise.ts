@@ -2,7 +2,8 @@
 // a second operand that is either the same shape or broadcast over leading dims (its size divides the first's:
 // a bias [D] over [N, D], a per-batch vector [B, 1, D] over [B, L, D]). Row-broadcast ops (modulate, gated
 // residual) take per-batch vectors [B, D] for activations [B, L, D], as the transformer's AdaLN needs.
-import { flatIndex, grid1d, params, Tensor } from "../core/index.ts";
+// Each op declares its own uniform block (n first, then only what its expression reads).
+import { flatIndex, grid1d, Tensor, type UniformFields, uniforms, type Uniforms, type UniformValues } from "../core/index.ts";
 import { expectDType, expectSameDevice } from "./check.ts";
 
 const WG = 256;
@@ -45,20 +46,35 @@ fn erf_(x: f32) -> f32 {
   return sign(x) * (1.0 - exp(-a * a) / (f * 1.7724538509055159));
 }`;
 
-// Memoised: launches are frequent and tiny, so rebuilding (and re-hashing) the text per call costs measurable µs.
-const wgslCache = new Map<string, string>();
-function elementwiseWgsl(nInputs: number, expr: string, fns: string): string {
+type Block = Uniforms<{ n: "u32" } & UniformFields>;
+const block = <const F extends UniformFields>(kernel: string, fields: F) => uniforms(kernel, { n: "u32", ...fields });
+const UNARY_P = block("unary", {});
+const SCALE_P = block("scale", { alpha: "f32", beta: "f32" });
+const CLAMP_P = block("scale", { alpha: "f32", beta: "f32", lo: "f32", hi: "f32" });
+const AXPBY_P = block("axpby", { alpha: "f32", beta: "f32" });
+const LERP_P = block("lerpHalves", { half: "u32", s: "f32" });
+const ADD_P = block("add", { m: "u32" });
+const MUL_P = block("mul", { m: "u32" });
+const MODULATE_P = block("modulate", { D: "u32", L: "u32" });
+const GATED_P = block("gatedResidual", { D: "u32", L: "u32" });
+const SWIGLU_P = block("swiglu", { F: "u32", from: "u32", W: "u32" });
+
+// Memoised per block: launches are frequent and tiny, so rebuilding (and re-hashing) the text per call costs
+// measurable µs.
+const wgslCache = new Map<Block, Map<string, string>>();
+function elementwiseWgsl(P: Block, nInputs: number, expr: string, fns: string): string {
   const key = `${nInputs}|${expr}|${fns}`;
-  let text = wgslCache.get(key);
-  if (!text) wgslCache.set(key, (text = buildElementwiseWgsl(nInputs, expr, fns)));
+  let texts = wgslCache.get(P);
+  if (!texts) wgslCache.set(P, (texts = new Map()));
+  let text = texts.get(key);
+  if (!text) texts.set(key, (text = buildElementwiseWgsl(P, nInputs, expr, fns)));
   return text;
 }
 
-function buildElementwiseWgsl(nInputs: number, expr: string, fns: string): string {
+function buildElementwiseWgsl(P: Block, nInputs: number, expr: string, fns: string): string {
   const inputs = Array.from({ length: nInputs }, (_, i) => `@group(0) @binding(${i + 2}) var<storage, read> in${i}: array<f32>;`);
   return `
-struct P { n: u32, m1: u32, m2: u32, rowLen: u32, alpha: f32, beta: f32, lo: f32, hi: f32 }
-@group(0) @binding(0) var<uniform> u: P;
+${P.wgsl}
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
 ${inputs.join("\n")}
 ${fns}
@@ -70,14 +86,15 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
 }`;
 }
 
-interface Extra { m1?: number; m2?: number; rowLen?: number; alpha?: number; beta?: number; lo?: number; hi?: number; fns?: string }
-
-function launch(expr: string, inputs: Tensor[], shape: readonly number[], p: Extra = {}): Tensor {
+/** out[i] = expr for every i of a new tensor of `shape`; `values` fill P's fields after n. */
+function pointwise<F extends { n: "u32" } & UniformFields>(
+  P: Uniforms<F>, expr: string, inputs: Tensor[], shape: readonly number[], values: Omit<UniformValues<F>, "n">, fns = "",
+): Tensor {
   const dev = inputs[0].dev;
   const out = Tensor.empty(dev, shape);
-  const n = out.size;
-  const uni = params().u32(n).u32(p.m1 ?? 1).u32(p.m2 ?? 1).u32(p.rowLen ?? 1).f32(p.alpha ?? 0).f32(p.beta ?? 0).f32(p.lo ?? 0).f32(p.hi ?? 0).bytes();
-  dev.run(dev.pipeline(elementwiseWgsl(inputs.length, expr, p.fns ?? "")), [out.binding(), ...inputs.map((t) => t.binding())], grid1d(n, WG), uni);
+  const pipeline = dev.pipeline(elementwiseWgsl(P as unknown as Block, inputs.length, expr, fns));
+  const uni = P.pack({ ...values, n: out.size } as UniformValues<F>);
+  dev.run(pipeline, [out.binding(), ...inputs.map((t) => t.binding())], grid1d(out.size, WG), uni);
   return out;
 }
 
@@ -93,7 +110,7 @@ export function activationWgsl(op: UnaryOp, name = "f"): string {
 
 export function unary(x: Tensor, op: UnaryOp): Tensor {
   checkF32(op, x);
-  return launch("f(in0[i])", [x], x.shape, { fns: activationWgsl(op) });
+  return pointwise(UNARY_P, "f(in0[i])", [x], x.shape, {}, activationWgsl(op));
 }
 
 export const silu = (x: Tensor): Tensor => unary(x, "silu");
@@ -104,15 +121,16 @@ export const quickGelu = (x: Tensor): Tensor => unary(x, "quickGelu");
 /** alpha·x + beta, optionally clamped to [lo, hi]. */
 export function scale(x: Tensor, alpha: number, beta = 0, clampTo?: readonly [lo: number, hi: number]): Tensor {
   checkF32("scale", x);
-  const expr = clampTo ? "clamp(u.alpha * in0[i] + u.beta, u.lo, u.hi)" : "u.alpha * in0[i] + u.beta";
-  return launch(expr, [x], x.shape, { alpha, beta, lo: clampTo?.[0], hi: clampTo?.[1] });
+  if (!clampTo) return pointwise(SCALE_P, "u.alpha * in0[i] + u.beta", [x], x.shape, { alpha, beta });
+  const [lo, hi] = clampTo;
+  return pointwise(CLAMP_P, "clamp(u.alpha * in0[i] + u.beta, u.lo, u.hi)", [x], x.shape, { alpha, beta, lo, hi });
 }
 
 /** a·x + b·y for x, y of one size, in one pass. */
 export function axpby(a: number, x: Tensor, b: number, y: Tensor): Tensor {
   checkF32("axpby", x, y);
   if (x.size !== y.size) throw new Error(`axpby: y [${y.shape}] must match x [${x.shape}]`);
-  return launch("u.alpha * in0[i] + u.beta * in1[i]", [x, y], x.shape, { alpha: a, beta: b });
+  return pointwise(AXPBY_P, "u.alpha * in0[i] + u.beta * in1[i]", [x, y], x.shape, { alpha: a, beta: b });
 }
 
 /**
@@ -124,7 +142,7 @@ export function lerpHalves(x: Tensor, s: number): Tensor {
   const B2 = x.shape[0];
   if (!x.shape.length || B2 % 2) throw new Error(`lerpHalves: leading dim of [${x.shape}] must be even`);
   const half = x.size / 2;
-  return launch("in0[i + u.m1] + u.alpha * (in0[i] - in0[i + u.m1])", [x], [B2 / 2, ...x.shape.slice(1)], { m1: half, alpha: s });
+  return pointwise(LERP_P, "in0[i + u.half] + u.s * (in0[i] - in0[i + u.half])", [x], [B2 / 2, ...x.shape.slice(1)], { half, s });
 }
 
 function broadcastLen(a: Tensor, b: Tensor, what: string): number {
@@ -139,18 +157,18 @@ function broadcastLen(a: Tensor, b: Tensor, what: string): number {
 export function add(a: Tensor, b: Tensor): Tensor {
   checkF32("add", a, b);
   const m = broadcastLen(a, b, "add");
-  return launch("in0[i] + in1[i % u.m1]", [a, b], a.shape, { m1: m });
+  return pointwise(ADD_P, "in0[i] + in1[i % u.m]", [a, b], a.shape, { m });
 }
 
 /** a · b (b same shape or broadcast over leading dims). */
 export function mul(a: Tensor, b: Tensor): Tensor {
   checkF32("mul", a, b);
   const m = broadcastLen(a, b, "mul");
-  return launch("in0[i] * in1[i % u.m1]", [a, b], a.shape, { m1: m });
+  return pointwise(MUL_P, "in0[i] * in1[i % u.m]", [a, b], a.shape, { m });
 }
 
 /** Per-batch vector index for x [B, L, D] and a vector [B, D]: element i → b·D + d. */
-const batchVec = "(i / (u.rowLen * u.m1)) * u.m1 + i % u.m1";
+const batchVec = "(i / (u.L * u.D)) * u.D + i % u.D";
 
 function batchRows(x: Tensor, v: Tensor, what: string): { B: number; L: number; D: number } {
   const D = x.shape[x.shape.length - 1];
@@ -165,7 +183,7 @@ export function modulate(x: Tensor, scale: Tensor, shift: Tensor): Tensor {
   checkF32("modulate", x, scale, shift);
   const { L, D } = batchRows(x, scale, "modulate scale");
   batchRows(x, shift, "modulate shift");
-  return launch(`in0[i] * (1.0 + in1[${batchVec}]) + in2[${batchVec}]`, [x, scale, shift], x.shape, { m1: D, rowLen: L });
+  return pointwise(MODULATE_P, `in0[i] * (1.0 + in1[${batchVec}]) + in2[${batchVec}]`, [x, scale, shift], x.shape, { D, L });
 }
 
 /** Gated residual x + gate·y with gate [B, D] per batch for x, y [B, L, D]. */
@@ -173,7 +191,7 @@ export function gatedResidual(x: Tensor, gate: Tensor, y: Tensor): Tensor {
   checkF32("gatedResidual", x, gate, y);
   if (y.size !== x.size) throw new Error(`gatedResidual: y [${y.shape}] must match x [${x.shape}]`);
   const { L, D } = batchRows(x, gate, "gatedResidual gate");
-  return launch(`in0[i] + in1[${batchVec}] * in2[i]`, [x, gate, y], x.shape, { m1: D, rowLen: L });
+  return pointwise(GATED_P, `in0[i] + in1[${batchVec}] * in2[i]`, [x, gate, y], x.shape, { D, L });
 }
 
 /**
@@ -185,7 +203,7 @@ export function swiglu(x: Tensor, from = 0): Tensor {
   const W = x.shape[x.shape.length - 1];
   if (!Number.isInteger(from) || from < 0 || (W - from) % 2 || W <= from) throw new Error(`swiglu: columns [${from}, ${W}) of [${x.shape}] must be a positive even count`);
   const F = (W - from) / 2;
-  const a = "in0[(i / u.m1) * u.rowLen + u.m2 + i % u.m1]";
-  const b = "in0[(i / u.m1) * u.rowLen + u.m2 + u.m1 + i % u.m1]";
-  return launch(`${a} / (1.0 + exp(-${a})) * ${b}`, [x], [...x.shape.slice(0, -1), F], { m1: F, m2: from, rowLen: W });
+  const a = "in0[(i / u.F) * u.W + u.from + i % u.F]";
+  const b = "in0[(i / u.F) * u.W + u.from + u.F + i % u.F]";
+  return pointwise(SWIGLU_P, `${a} / (1.0 + exp(-${a})) * ${b}`, [x], [...x.shape.slice(0, -1), F], { F, from, W });
 }

@@ -10,7 +10,7 @@
 // - Inverse: each level reconstructs 2h × 2w and crops to the next finer band's size (as waverec2 does when an
 //   odd side made the approximation one larger), the last level crops to (outH, outW).
 // Arithmetic mirrors pywt's order (axis −2 first forward, axis −1 first inverse) in f32.
-import { flatIndex, grid1d, params, Tensor } from "../core/index.ts";
+import { flatIndex, grid1d, Tensor, uniforms } from "../core/index.ts";
 import { expectDType, expectRank, expectSameDevice, expectShape } from "./check.ts";
 
 const WG = 256;
@@ -37,9 +37,9 @@ export function haarSize(n: number, levels: number): number {
   return n;
 }
 
+const FORWARD = uniforms("haar forward", { n: "u32", h: "u32", w: "u32", H: "u32", W: "u32" });
 const FORWARD_WGSL = `
-struct P { n: u32, h: u32, w: u32, H: u32, W: u32 }
-@group(0) @binding(0) var<uniform> u: P;
+${FORWARD.wgsl}
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> lo: array<f32>;
 @group(0) @binding(3) var<storage, read_write> ch: array<f32>;
@@ -74,9 +74,9 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
   cd[i] = d0 * S - d1 * S;
 }`;
 
+const INVERSE = uniforms("haar inverse", { n: "u32", oh: "u32", ow: "u32", h: "u32", w: "u32" });
 const INVERSE_WGSL = `
-struct P { n: u32, oh: u32, ow: u32, h: u32, w: u32 }
-@group(0) @binding(0) var<uniform> u: P;
+${INVERSE.wgsl}
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
 @group(0) @binding(2) var<storage, read> lo: array<f32>;
 @group(0) @binding(3) var<storage, read> ch: array<f32>;
@@ -106,7 +106,7 @@ function forwardLevel(x: Tensor): { low: Tensor } & HaarDetail {
   const dev = x.dev;
   const low = Tensor.empty(dev, shape), h = Tensor.empty(dev, shape), v = Tensor.empty(dev, shape), d = Tensor.empty(dev, shape);
   const n = low.size;
-  const uni = params().u32(n).u32(shape[2]).u32(shape[3]).u32(H).u32(W).bytes();
+  const uni = FORWARD.pack({ n, h: shape[2], w: shape[3], H, W });
   dev.run(dev.pipeline(FORWARD_WGSL), [x.binding(), low.binding(), h.binding(), v.binding(), d.binding()], grid1d(n, WG), uni);
   return { low, h, v, d };
 }
@@ -116,7 +116,7 @@ function inverseLevel(low: Tensor, det: HaarDetail, oh: number, ow: number): Ten
   const [B, C, h, w] = low.shape;
   const out = Tensor.empty(low.dev, [B, C, oh, ow]);
   const n = out.size;
-  const uni = params().u32(n).u32(oh).u32(ow).u32(h).u32(w).bytes();
+  const uni = INVERSE.pack({ n, oh, ow, h, w });
   low.dev.run(low.dev.pipeline(INVERSE_WGSL), [out.binding(), low.binding(), det.h.binding(), det.v.binding(), det.d.binding()], grid1d(n, WG), uni);
   return out;
 }

@@ -11,3 +11,5 @@ export * from "./resample.ts";
 export * from "./rope.ts";
 export * from "./layout.ts";
 export * from "./haar.ts";
+export * from "./pixels.ts";
+export * from "./hash_noise.ts";

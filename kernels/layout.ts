@@ -8,7 +8,7 @@
 //   vec4 words when every run and offset is a multiple of 4.
 // - embedding decodes f32/bf16/f16 tables and runs one dispatch per row chunk; each writes only the ids that
 //   fall in its chunk, the first also writes NaN rows for ids outside the table so bad ids never pass silently.
-import { flatIndex, grid1d, itemBytes, numel, params, Tensor, wgslArrayType, wgslLoad, type DType, type Shape } from "../core/index.ts";
+import { flatIndex, grid1d, itemBytes, numel, Tensor, type UniformFields, uniforms, wgslArrayType, wgslLoad, type DType, type Shape } from "../core/index.ts";
 import { expectDType, expectRank, expectSameDevice } from "./check.ts";
 
 const WG = 256;
@@ -27,11 +27,12 @@ function words(n: number, dtype: DType, what: string): number {
 
 // ---- strided block copy (concat, slice, identity transpose) ------------------------------------------------
 
+const COPY = uniforms("copy", { n: "u32", count: "u32", srcRow: "u32", srcOff: "u32", dstRow: "u32", dstOff: "u32" });
+
 function copyWgsl(vec: number): string {
   const T = vec === 4 ? "vec4u" : "u32";
   return `
-struct P { n: u32, count: u32, srcRow: u32, srcOff: u32, dstRow: u32, dstOff: u32 }
-@group(0) @binding(0) var<uniform> u: P;
+${COPY.wgsl}
 @group(0) @binding(1) var<storage, read_write> dst: array<${T}>;
 @group(0) @binding(2) var<storage, read> src: array<${T}>;
 @compute @workgroup_size(${WG})
@@ -50,8 +51,8 @@ function copyBlock(src: Tensor, dst: Tensor, outer: number, c: { count: number; 
   const n = outer * (c.count / vec);
   if (n === 0) return;
   const dev = src.dev;
-  const u = params().u32(n).u32(c.count / vec).u32(c.srcRow / vec).u32(c.srcOff / vec).u32(c.dstRow / vec).u32(c.dstOff / vec);
-  dev.run(dev.pipeline(copyWgsl(vec)), [dst.binding(), src.binding()], grid1d(n, WG), u.bytes());
+  const u = COPY.pack({ n, count: c.count / vec, srcRow: c.srcRow / vec, srcOff: c.srcOff / vec, dstRow: c.dstRow / vec, dstOff: c.dstOff / vec });
+  dev.run(dev.pipeline(copyWgsl(vec)), [dst.binding(), src.binding()], grid1d(n, WG), u);
 }
 
 function normAxis(axis: number, rank: number, what: string): number {
@@ -142,15 +143,20 @@ function checkPerm(x: Tensor, perm: readonly number[]): void {
 /** Row-major strides. */
 const stridesOf = (shape: readonly number[]) => shape.map((_, i) => numel(shape.slice(i + 1)));
 
+/** u32 fields named `${prefix}${k}` for k < count, for each prefix (k outermost). */
+const indexedFields = (count: number, ...prefixes: string[]): UniformFields =>
+  Object.fromEntries(Array.from({ length: count }, (_, k) => prefixes.map((p) => [`${p}${k}`, "u32"])).flat());
+
+/** Gather parameters per rank: the output size and, per output axis k, its size s<k> and input stride t<k>. */
+const GATHER = Array.from({ length: MAX_RANK + 1 }, (_, r) => uniforms(`transpose (gather, rank ${r})`, { n: "u32", ...indexedFields(r, "s", "t") }));
+
 // One invocation per output word; the loop over axes is unrolled per rank so there is one division pair per axis.
 function gatherWgsl(rank: number): string {
-  const fields = Array.from({ length: rank }, (_, k) => `s${k}: u32, t${k}: u32`).join(", ");
   const steps = Array.from({ length: rank }, (_, i) => rank - 1 - i)
     .map((k) => `  src += (r % u.s${k}) * u.t${k}; r = r / u.s${k};`)
     .join("\n");
   return `
-struct P { n: u32, ${fields} }
-@group(0) @binding(0) var<uniform> u: P;
+${GATHER[rank].wgsl}
 @group(0) @binding(1) var<storage, read_write> dst: array<u32>;
 @group(0) @binding(2) var<storage, read> x: array<u32>;
 @compute @workgroup_size(${WG})
@@ -169,12 +175,11 @@ const BATCH_AXES = MAX_RANK - 2;
 
 // Tiled transpose of the two innermost axes: Q (the input's innermost axis) and P (the output's innermost axis);
 // the remaining axes form a batch decomposed once per workgroup. Tile rows padded to 33 words against bank conflicts.
+const TILED = uniforms("transpose (tiled)", {
+  total: "u32", nTq: "u32", nTp: "u32", sq: "u32", sp: "u32", inStrideP: "u32", outStrideQ: "u32", ...indexedFields(BATCH_AXES, "b", "bi", "bo"),
+});
 const TILED_WGSL = `
-struct P {
-  total: u32, nTq: u32, nTp: u32, sq: u32, sp: u32, inStrideP: u32, outStrideQ: u32,
-  ${Array.from({ length: BATCH_AXES }, (_, k) => `b${k}: u32, bi${k}: u32, bo${k}: u32`).join(", ")}
-}
-@group(0) @binding(0) var<uniform> u: P;
+${TILED.wgsl}
 @group(0) @binding(1) var<storage, read_write> dst: array<u32>;
 @group(0) @binding(2) var<storage, read> x: array<u32>;
 var<workgroup> tile: array<array<u32, ${TILE + 1}>, ${TILE}>;
@@ -236,14 +241,15 @@ export function transpose(x: Tensor, perm: readonly number[]): Tensor {
     while (batch.length < BATCH_AXES) batch.unshift({ size: 1, bi: 0, bo: 0 });
     const nTq = Math.ceil(sq / TILE), nTp = Math.ceil(sp / TILE);
     const total = nTq * nTp * numel(batch.map((b) => b.size));
-    const u = params().u32(total).u32(nTq).u32(nTp).u32(sq).u32(sp).u32(inStrides[pAxis]).u32(outStrides[c.perm.indexOf(r - 1)]);
-    for (const b of batch) u.u32(b.size).u32(b.bi).u32(b.bo);
-    dev.run(dev.pipeline(TILED_WGSL), [out.binding(), x.binding()], grid1d(total, 1), u.bytes());
+    const u = TILED.pack({
+      total, nTq, nTp, sq, sp, inStrideP: inStrides[pAxis], outStrideQ: outStrides[c.perm.indexOf(r - 1)],
+      ...Object.fromEntries(batch.flatMap((b, k) => [[`b${k}`, b.size], [`bi${k}`, b.bi], [`bo${k}`, b.bo]])),
+    });
+    dev.run(dev.pipeline(TILED_WGSL), [out.binding(), x.binding()], grid1d(total, 1), u);
     return out;
   }
-  const u = params().u32(n);
-  c.perm.forEach((a, i) => u.u32(outShape[i]).u32(inStrides[a]));
-  dev.run(dev.pipeline(gatherWgsl(r)), [out.binding(), x.binding()], grid1d(n, WG), u.bytes());
+  const u = GATHER[r].pack({ n, ...Object.fromEntries(c.perm.flatMap((a, i) => [[`s${i}`, outShape[i]], [`t${i}`, inStrides[a]]])) });
+  dev.run(dev.pipeline(gatherWgsl(r)), [out.binding(), x.binding()], grid1d(n, WG), u);
   return out;
 }
 
@@ -298,10 +304,11 @@ export function unpackLatents(t: Tensor, h: number, w: number): Tensor {
 
 // ---- embedding gather ---------------------------------------------------------------------------------------
 
+const EMBEDDING = uniforms("embedding", { n: "u32", D: "u32", lo: "i32", hi: "i32", V: "i32", first: "u32", nan: "u32" });
+
 function embeddingWgsl(dtype: DType): string {
   return `
-struct P { n: u32, D: u32, lo: i32, hi: i32, V: i32, first: u32, nan: u32 }
-@group(0) @binding(0) var<uniform> u: P;
+${EMBEDDING.wgsl}
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
 @group(0) @binding(2) var<storage, read> ids: array<i32>;
 @group(0) @binding(3) var<storage, read> tab: array<${wgslArrayType(dtype)}>;
@@ -343,7 +350,7 @@ export function embeddingChunks(chunks: readonly { row: number; tensor: Tensor }
   if (n === 0) return out;
   const pipe = dev.pipeline(embeddingWgsl(chunks[0].tensor.dtype));
   chunks.forEach(({ row, tensor }, k) => {
-    const u = params().u32(n).u32(D).i32(row).i32(row + tensor.shape[0]).i32(V).u32(k === 0 ? 1 : 0).u32(0x7fc00000).bytes();
+    const u = EMBEDDING.pack({ n, D, lo: row, hi: row + tensor.shape[0], V, first: k === 0 ? 1 : 0, nan: 0x7fc00000 });
     dev.run(pipe, [out.binding(), ids.binding(), tensor.binding()], grid1d(n, WG), u);
   });
   return out;

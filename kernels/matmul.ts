@@ -29,7 +29,7 @@
 //   columns [row, row + n_i) (column offset and row stride in the uniforms).
 // - Pipeline variants: kernel × b dtype × transposeB × vec4 × bias dtype × activation × gate × residual, generated on
 //   first use; the text is memoised so the device's pipeline cache hits without rebuilding it.
-import { type Device, type DType, params, type Resource, Tensor, wgslArrayType, wgslLoad } from "../core/index.ts";
+import { type Device, type DType, type Resource, Tensor, uniforms, wgslArrayType, wgslLoad } from "../core/index.ts";
 import { expectDType, expectSameDevice, expectShape } from "./check.ts";
 import { activationWgsl } from "./elementwise.ts";
 
@@ -171,6 +171,9 @@ function bLoader(dtype: DType, vec: boolean): { type: string; fns: string } {
   return { type, fns };
 }
 
+const P = uniforms("matmul", { M: "u32", N: "u32", K: "u32", ldo: "u32", nOff: "u32", bStride: "u32", gateRows: "u32" });
+const TEXTURE_COPY = uniforms("matmul b texture copy", { K: "u32", W: "u32", rows: "u32", r0: "u32", ld: "u32" });
+
 /** Uniforms, bindings, load helpers and the epilogue `store(row, n, acc)` shared by the kernels. */
 function common(v: Variant): string {
   const aVec = v.vec;
@@ -180,8 +183,7 @@ function common(v: Variant): string {
   if (v.residual) extra.push("var<storage, read> residual: array<f32>;");
   const b = bLoader(v.dtype, v.vec);
   return `
-struct P { M: u32, N: u32, K: u32, ldo: u32, nOff: u32, bStride: u32, gateRows: u32 }
-@group(0) @binding(0) var<uniform> u: P;
+${P.wgsl}
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
 @group(0) @binding(2) var<storage, read> A: array<${aVec ? "vec4f" : "f32"}>;
 @group(0) @binding(3) ${v.tex ? "var BT: texture_2d<f32>;" : `var<storage, read> B: array<${b.type}>;`}
@@ -425,8 +427,7 @@ function bTextureWgsl(dtype: DType, transposeB: boolean, vec: boolean): string {
     ? "ldB((u.r0 + n) * u.K + 4u * q, u.K - 4u * q);"
     : "vec4f(0.0);\n  for (var j = 0u; j < min(4u, u.K - 4u * q); j++) { t[j] = load_B((4u * q + j) * u.ld + u.r0 + n); }";
   return `
-struct P { K: u32, W: u32, rows: u32, r0: u32, ld: u32 }
-@group(0) @binding(0) var<uniform> u: P;
+${TEXTURE_COPY.wgsl}
 @group(0) @binding(1) var<storage, read> B: array<${b.type}>;
 @group(0) @binding(2) var BT: texture_storage_2d<rgba32float, write>;
 ${b.fns}
@@ -563,7 +564,7 @@ function product(a: Tensor, parts: readonly Tensor[], bShape: readonly number[],
   const pipeline = dev.pipeline(shaderText(variant, plan));
   const extra = epilogue.map((t) => t.binding());
   const launch = (bRes: Resource, n: number, nOff: number) => {
-    const uni = params().u32(rows).u32(n).u32(K).u32(N).u32(nOff).u32(shared ? 0 : N * K).u32(Math.max(1, M)).bytes();
+    const uni = P.pack({ M: rows, N: n, K, ldo: N, nOff, bStride: shared ? 0 : N * K, gateRows: Math.max(1, M) });
     const grid: [number, number, number] =
       plan.kind === "gemv"
         ? [Math.ceil(n / (GEMV_WG / GEMV_LANES)), Math.ceil(rows / GEMV_ROWS), 1]
@@ -580,7 +581,7 @@ function product(a: Tensor, parts: readonly Tensor[], bShape: readonly number[],
     for (let r0 = 0; tex && r0 < n; r0 += sliceRows) {
       const count = Math.min(sliceRows, n - r0);
       const t = dev.texture(W, count);
-      const uni = params().u32(K).u32(W).u32(count).u32(r0).u32(N).bytes();
+      const uni = TEXTURE_COPY.pack({ K, W, rows: count, r0, ld: N });
       dev.run(dev.pipeline(copyText(b.dtype, tb, vec)), [part.binding(), t], [Math.ceil(W / 64), count], uni);
       launch(t, count, nOff + r0);
       dev.releaseTexture(t);

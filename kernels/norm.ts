@@ -11,10 +11,10 @@
 //   The first two are also exported as groupNormStats, so a consumer can normalise while loading (conv2d).
 // - Weights/biases may be f32, bf16 or f16 (decoded by wgslLoad); each presence/dtype is a pipeline variant,
 //   the fused SiLU is a uniform flag.
-import { type DType, grid1d, params, Tensor, wgslArrayType, wgslLoad } from "../core/index.ts";
+import { type DType, grid1d, Tensor, uniforms, wgslArrayType, wgslLoad } from "../core/index.ts";
 import { expectDType, expectSameDevice, expectShape, rowsCols } from "./check.ts";
 import { activationWgsl } from "./elementwise.ts";
-import { launchRows, ROW_FIELDS, rowLayout, type RowLayout, wgslRowMain, wgslSegReduce } from "./reduce.ts";
+import { ROW_FIELDS, rowGrid, rowLayout, type RowLayout, rowValues, wgslRowMain, wgslSegReduce } from "./reduce.ts";
 
 /** GroupNorm groups longer than this are reduced by several workgroups (32 elements per thread each). */
 const GN_CHUNK = 256 * 32;
@@ -47,6 +47,10 @@ function affineWgsl(first: number, a: Affine): { decls: string; apply: (idx: str
   return { decls: decls.join("\n"), apply: (idx) => lines.join(" ").replaceAll("IDX", idx) };
 }
 
+const ROW_NORM = uniforms("rowNorm", { ...ROW_FIELDS, eps: "f32", G: "u32", Cg: "u32", HW: "u32", silu: "u32" });
+const GN_COMBINE = uniforms("groupNorm combine", { ...ROW_FIELDS, groupLen: "u32", groupChunk: "u32", eps: "f32" });
+const GN_APPLY = uniforms("groupNorm apply", { planes: "u32", HW: "u32", C: "u32", Cg: "u32", blocks: "u32", silu: "u32" });
+
 const SUM2 = wgslSegReduce("sum2", "vec2f", "return a + b;");
 
 interface RowNorm {
@@ -64,8 +68,7 @@ function rowNormWgsl(o: RowNorm): string {
   const idx = o.index === "col" ? "i" : "(r % u.G) * u.Cg + i / u.HW";
   const xc = o.center ? "(x[base + i] - hi - lo)" : "x[base + i]";
   return `
-struct P { ${ROW_FIELDS}, eps: f32, G: u32, Cg: u32, HW: u32, silu: u32 }
-@group(0) @binding(0) var<uniform> u: P;
+${ROW_NORM.wgsl}
 @group(0) @binding(1) var<storage, read_write> out: array<${stats ? "vec2f" : "f32"}>;
 @group(0) @binding(2) var<storage, read> x: array<f32>;
 ${aff.decls}
@@ -97,7 +100,8 @@ interface GroupShape {
 
 function runRowNorm(x: Tensor, out: Tensor, l: RowLayout, o: RowNorm, eps: number, g: GroupShape, silu: boolean, w: OptTensor, b: OptTensor): void {
   const bufs = [out.binding(), x.binding(), ...[w, b].filter((t): t is Tensor => !!t).map((t) => t.binding())];
-  launchRows(x.dev, rowNormWgsl(o), bufs, l, (p) => p.f32(eps).u32(g.G).u32(g.Cg).u32(g.HW).u32(silu ? 1 : 0));
+  const uni = ROW_NORM.pack({ ...rowValues(l), eps, G: g.G, Cg: g.Cg, HW: g.HW, silu: silu ? 1 : 0 });
+  x.dev.run(x.dev.pipeline(rowNormWgsl(o)), bufs, rowGrid(l), uni);
 }
 
 function checkParam(t: OptTensor, x: Tensor, what: string, len: number): DType | undefined {
@@ -139,8 +143,7 @@ const CHAN = `
 
 // One logical row per group over its chunk partials (mean, M2); chunk counts follow from the chunk index.
 const GN_COMBINE_WGSL = `
-struct P { ${ROW_FIELDS}, groupLen: u32, groupChunk: u32, eps: f32 }
-@group(0) @binding(0) var<uniform> u: P;
+${GN_COMBINE.wgsl}
 @group(0) @binding(1) var<storage, read_write> stats: array<vec2f>;
 @group(0) @binding(2) var<storage, read> parts: array<vec2f>;
 ${wgslSegReduce("chan", "vec3f", CHAN)}
@@ -155,8 +158,7 @@ ${wgslRowMain(`
 function gnApplyWgsl(a: Affine): string {
   const aff = affineWgsl(4, a);
   return `
-struct P { planes: u32, HW: u32, C: u32, Cg: u32, blocks: u32, silu: u32 }
-@group(0) @binding(0) var<uniform> u: P;
+${GN_APPLY.wgsl}
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
 @group(0) @binding(2) var<storage, read> x: array<f32>;
 @group(0) @binding(3) var<storage, read> stats: array<vec2f>;
@@ -200,9 +202,9 @@ function groupStats(x: Tensor, g: GroupShape & { B: number }, eps: number): Tens
   const parts = Tensor.empty(dev, [rows, l.nChunks, 2]);
   runRowNorm(x, parts, l, { center: true, mode: "stats", index: "channel", affine: {} }, 0, g, false, null, null);
   const stats = Tensor.empty(dev, [g.B, g.G, 2]);
-  launchRows(dev, GN_COMBINE_WGSL, [stats.binding(), parts.binding()], rowLayout(rows, l.nChunks), (p) =>
-    p.u32(len).u32(GN_CHUNK).f32(eps),
-  );
+  const lc = rowLayout(rows, l.nChunks);
+  const uni = GN_COMBINE.pack({ ...rowValues(lc), groupLen: len, groupChunk: GN_CHUNK, eps });
+  dev.run(dev.pipeline(GN_COMBINE_WGSL), [stats.binding(), parts.binding()], rowGrid(lc), uni);
   parts.dispose();
   return stats;
 }
@@ -239,7 +241,7 @@ export function groupNorm(x: Tensor, groups: number, weight: OptTensor, bias: Op
   }
   const stats = groupStats(x, g, opts.eps);
   const blocks = Math.ceil(HW / GN_BLOCK);
-  const uni = params().u32(B * C).u32(HW).u32(C).u32(g.Cg).u32(blocks).u32(silu ? 1 : 0).bytes();
+  const uni = GN_APPLY.pack({ planes: B * C, HW, C, Cg: g.Cg, blocks, silu: silu ? 1 : 0 });
   const bufs = [out.binding(), x.binding(), stats.binding(), ...[weight, bias].filter((t): t is Tensor => !!t).map((t) => t.binding())];
   dev.run(dev.pipeline(gnApplyWgsl(affine)), bufs, grid1d(B * C * blocks, 1), uni);
   stats.dispose();

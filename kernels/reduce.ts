@@ -9,7 +9,7 @@
 //   then a tree, so the summation is close to pairwise.
 // - Grids fold into y past 65535 workgroups; rows past the end are masked, never returned early, so every
 //   thread reaches the barriers.
-import { type Binding, type Device, grid1d, params, Tensor } from "../core/index.ts";
+import { grid1d, Tensor, uniforms } from "../core/index.ts";
 import { expectDType, rowsCols } from "./check.ts";
 
 export const ROW_WG = 256;
@@ -36,8 +36,19 @@ export function rowLayout(rows: number, len: number, chunk = len): RowLayout {
   return { rows, len, chunk: c, nChunks: n, seg };
 }
 
-/** WGSL uniform fields every row kernel's struct `P` starts with (filled by `launchRows`). */
-export const ROW_FIELDS = "rows: u32, len: u32, chunk: u32, nChunks: u32, seg: u32";
+/** The uniform fields every row kernel's block starts with (spread into its declaration; values from `rowValues`). */
+export const ROW_FIELDS = { rows: "u32", len: "u32", chunk: "u32", nChunks: "u32", seg: "u32" } as const;
+
+/** Values of ROW_FIELDS for layout `l`: `rows` counts logical rows (chunks). */
+export function rowValues(l: RowLayout): Record<keyof typeof ROW_FIELDS, number> {
+  return { rows: l.rows * l.nChunks, len: l.len, chunk: l.chunk, nChunks: l.nChunks, seg: l.seg };
+}
+
+/** The dispatch grid of a row kernel over layout `l` (no workgroups when there are no rows). */
+export function rowGrid(l: RowLayout): [number, number] {
+  const logical = l.rows * l.nChunks;
+  return logical ? grid1d(Math.ceil(logical / (ROW_WG / l.seg)), 1) : [0, 1];
+}
 
 /**
  * WGSL entry point of a row kernel. Before `body` runs these are defined: `tid`, `seg`, `lane` (index in the
@@ -82,17 +93,6 @@ fn reduce_${name}(tid: u32, seg: u32, v: ${type}) -> ${type} {
 }`;
 }
 
-type Params = ReturnType<typeof params>;
-
-/** Dispatches a row kernel over layout `l`; `more` appends the kernel's own uniform fields after ROW_FIELDS. */
-export function launchRows(dev: Device, wgsl: string, buffers: Binding[], l: RowLayout, more: (p: Params) => Params = (p) => p): void {
-  const logical = l.rows * l.nChunks;
-  if (logical === 0) return;
-  const groups = Math.ceil(logical / (ROW_WG / l.seg));
-  const uni = more(params().u32(logical).u32(l.len).u32(l.chunk).u32(l.nChunks).u32(l.seg)).bytes();
-  dev.run(dev.pipeline(wgsl), buffers, grid1d(groups, 1), uni);
-}
-
 // The identity comes in as a uniform: WGSL constants cannot be -inf, and max must start there so that rows of
 // -inf (masked scores) reduce to -inf.
 const OPS = {
@@ -101,10 +101,11 @@ const OPS = {
 } as const;
 type Op = keyof typeof OPS;
 
+const P = uniforms("reduce", { ...ROW_FIELDS, scale: "f32", init: { type: "f32", nonFinite: true } });
+
 function reduceWgsl(op: Op): string {
   return `
-struct P { ${ROW_FIELDS}, scale: f32, init: f32 }
-@group(0) @binding(0) var<uniform> u: P;
+${P.wgsl}
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
 @group(0) @binding(2) var<storage, read> x: array<f32>;
 ${wgslSegReduce("acc", "f32", OPS[op].combine)}
@@ -118,17 +119,19 @@ ${wgslRowMain(`
 /** Reduces `rows` rows of `len` of x into a new tensor of `shape`, splitting few long rows into chunks. */
 function reduceRows(x: Tensor, rows: number, len: number, op: Op, scale: number, shape: readonly number[]): Tensor {
   const dev = x.dev;
-  const wgsl = reduceWgsl(op);
+  const pipeline = dev.pipeline(reduceWgsl(op));
+  const init = OPS[op].init;
   if (len > CHUNK && rows < SPLIT_BELOW_ROWS) {
     const l = rowLayout(rows, len, CHUNK);
     const part = Tensor.empty(dev, [rows, l.nChunks]);
-    launchRows(dev, wgsl, [part.binding(), x.binding()], l, (p) => p.f32(1).f32(OPS[op].init));
+    dev.run(pipeline, [part.binding(), x.binding()], rowGrid(l), P.pack({ ...rowValues(l), scale: 1, init }));
     const out = reduceRows(part, rows, l.nChunks, op, scale, shape);
     part.dispose(); // stream order: a later dispatch may reuse the buffer, this batch's reads come first
     return out;
   }
   const out = Tensor.empty(dev, shape);
-  launchRows(dev, wgsl, [out.binding(), x.binding()], rowLayout(rows, len), (p) => p.f32(scale).f32(OPS[op].init));
+  const l = rowLayout(rows, len);
+  dev.run(pipeline, [out.binding(), x.binding()], rowGrid(l), P.pack({ ...rowValues(l), scale, init }));
   return out;
 }
 

@@ -5,19 +5,32 @@
 // formulas and kept on the GPU. The "uint8" modes reproduce resizing a uint8 image bit-exactly: weights quantised
 // to fixed point, integer sums, and a rounded, clamped uint8 result after each pass — torch's CPU uint8 kernel
 // (what torchvision and the transformers 5 CLIP processor run) or Pillow's Image.resize(BICUBIC).
-import { Device, flatIndex, grid1d, params, Tensor } from "../core/index.ts";
+import { Device, flatIndex, grid1d, Tensor, type UniformFields, uniforms, type Uniforms } from "../core/index.ts";
 import { expectDType, expectRank } from "./check.ts";
 
-const WG = 256;
+/** Workgroup size of `flatWgsl` kernels (dispatch them over grid1d(n, FLAT_WG)). */
+export const FLAT_WG = 256;
+const WG = FLAT_WG;
 
-/** A one-thread-per-element kernel over u.n elements: `out` (f32 or vec2f), input `x`, optionally a u32 `tab`. */
-function flatWgsl(o: { struct: string; body: string; out?: "f32" | "vec2f"; table?: boolean }): string {
+/**
+ * A one-thread-per-element kernel over u.n elements (u from `uniforms`): `out` (f32 or vec2f), input `x` (f32 or
+ * u32), optionally a u32 `tab`; `body` runs with the index `i`.
+ */
+export function flatWgsl(o: {
+  uniforms: Uniforms<{ n: "u32" } & UniformFields>;
+  body: string;
+  out?: "f32" | "vec2f" | "u32";
+  input?: "f32" | "u32";
+  table?: boolean;
+  /** WGSL functions the body calls. */
+  fns?: string;
+}): string {
   return `
-struct P { n: u32, ${o.struct} }
-@group(0) @binding(0) var<uniform> u: P;
+${o.uniforms.wgsl}
 @group(0) @binding(1) var<storage, read_write> out: array<${o.out ?? "f32"}>;
-@group(0) @binding(2) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> x: array<${o.input ?? "f32"}>;
 ${o.table ? "@group(0) @binding(3) var<storage, read> tab: array<u32>;" : ""}
+${o.fns ?? ""}
 @compute @workgroup_size(${WG})
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let i = ${flatIndex(WG)};
@@ -35,8 +48,9 @@ function nchw(x: Tensor, what: string): [number, number, number, number] {
 // ---- nearest ×2 ------------------------------------------------------------------------------------------------
 
 // One thread per input pixel writes its 2×2 block as two vec2 stores (output rows have an even length).
+const UPSAMPLE = uniforms("upsampleNearest2x", { n: "u32", W: "u32" });
 const UPSAMPLE_WGSL = flatWgsl({
-  struct: "W: u32",
+  uniforms: UPSAMPLE,
   out: "vec2f",
   body: `  let xw = i % u.W;
   let row = i / u.W; // (b·C + c)·H + y
@@ -51,7 +65,7 @@ export function upsampleNearest2x(x: Tensor): Tensor {
   const [B, C, H, W] = nchw(x, "upsampleNearest2x");
   const out = Tensor.empty(x.dev, [B, C, 2 * H, 2 * W]);
   const n = x.size;
-  x.dev.run(x.dev.pipeline(UPSAMPLE_WGSL), [out.binding(), x.binding()], grid1d(n, WG), params().u32(n).u32(W).bytes());
+  x.dev.run(x.dev.pipeline(UPSAMPLE_WGSL), [out.binding(), x.binding()], grid1d(n, WG), UPSAMPLE.pack({ n, W }));
   return out;
 }
 
@@ -161,9 +175,10 @@ export function quantizeTaps(t: Taps & { maxPartial: number }, mode: Uint8Resize
 }
 
 // Table layout per output index: [start, count, weight_0 .. weight_{taps-1}] as u32 words (f32 or i32 bits).
+const RESAMPLE = uniforms("resizeBicubic", { n: "u32", inLen: "u32", outLen: "u32", inner: "u32", taps: "u32", bits: "u32" });
 const resampleWgsl = (int: boolean) =>
   flatWgsl({
-    struct: "inLen: u32, outLen: u32, inner: u32, taps: u32, bits: u32",
+    uniforms: RESAMPLE,
     table: true,
     body: `  let r = i % u.inner;
   let j = (i / u.inner) % u.outLen;
@@ -223,7 +238,7 @@ function pass(x: Tensor, shape: number[], axis: 2 | 3, outLen: number, opts: Res
   const out = Tensor.empty(dev, outShape);
   const inner = axis === 2 ? shape[3] : 1;
   const n = out.size;
-  const uni = params().u32(n).u32(inLen).u32(outLen).u32(inner).u32(tab.taps).u32(tab.bits).bytes();
+  const uni = RESAMPLE.pack({ n, inLen, outLen, inner, taps: tab.taps, bits: tab.bits });
   dev.run(dev.pipeline(RESAMPLE_WGSL[mode ? 1 : 0]), [out.binding(), x.binding(), tab.tensor.binding()], grid1d(n, WG), uni);
   return out;
 }
@@ -266,8 +281,9 @@ export function resizeBicubic(x: Tensor, outH: number, outW: number, opts: Resiz
 
 // ---- crop and normalise ------------------------------------------------------------------------------------------
 
+const CROP = uniforms("centerCrop", { n: "u32", h: "u32", w: "u32", H: "u32", W: "u32", top: "u32", left: "u32" });
 const CROP_WGSL = flatWgsl({
-  struct: "h: u32, w: u32, H: u32, W: u32, top: u32, left: u32",
+  uniforms: CROP,
   body: `  let xo = i % u.w;
   let yo = (i / u.w) % u.h;
   let plane = i / (u.w * u.h);
@@ -286,13 +302,14 @@ export function centerCrop(x: Tensor, h: number, w: number): Tensor {
   const top = roundHalfEven((H - h) / 2), left = roundHalfEven((W - w) / 2);
   const out = Tensor.empty(x.dev, [B, C, h, w]);
   const n = out.size;
-  const uni = params().u32(n).u32(h).u32(w).u32(H).u32(W).u32(top).u32(left).bytes();
+  const uni = CROP.pack({ n, h, w, H, W, top, left });
   x.dev.run(x.dev.pipeline(CROP_WGSL), [out.binding(), x.binding()], grid1d(n, WG), uni);
   return out;
 }
 
+const NORMALIZE = uniforms("normalizeChannels", { n: "u32", hw: "u32", C: "u32", mu: "vec4f", sigma: "vec4f" });
 const NORMALIZE_WGSL = flatWgsl({
-  struct: "hw: u32, C: u32, pad: u32, mu: vec4f, sigma: vec4f",
+  uniforms: NORMALIZE,
   body: `  let c = (i / u.hw) % u.C;
   out[i] = (x[i] - u.mu[c]) / u.sigma[c];`,
 });
@@ -309,10 +326,10 @@ export function normalizeChannels(x: Tensor, mean: readonly number[], std: reado
   }
   const f = Math.fround;
   const inv = f(1 / rescale);
-  const p = params().u32(x.size).u32(H * W).u32(C).u32(0);
-  for (let c = 0; c < 4; c++) p.f32(c < C ? f(f(mean[c]) * inv) : 0);
-  for (let c = 0; c < 4; c++) p.f32(c < C ? f(f(std[c]) * inv) : 1);
+  const lanes = [0, 1, 2, 3];
+  const mu = lanes.map((c) => (c < C ? f(f(mean[c]) * inv) : 0));
+  const sigma = lanes.map((c) => (c < C ? f(f(std[c]) * inv) : 1));
   const out = Tensor.empty(x.dev, [B, C, H, W]);
-  x.dev.run(x.dev.pipeline(NORMALIZE_WGSL), [out.binding(), x.binding()], grid1d(x.size, WG), p.bytes());
+  x.dev.run(x.dev.pipeline(NORMALIZE_WGSL), [out.binding(), x.binding()], grid1d(x.size, WG), NORMALIZE.pack({ n: x.size, hw: H * W, C, mu, sigma }));
   return out;
 }

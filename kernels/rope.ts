@@ -5,7 +5,7 @@
 //   "halves" (Qwen3, rotate_half): pair j is (x[j], x[j + R/2]).
 // The tables may cover only the first R ≤ D dims of the head; the rest pass through unchanged.
 // Multi-axis tables concatenate per-axis frequency blocks in axis order, as diffusers' Flux2PosEmbed does.
-import { flatIndex, grid1d, params, Tensor, type Device } from "../core/index.ts";
+import { flatIndex, grid1d, Tensor, type Device, uniforms } from "../core/index.ts";
 import { expectDType, expectRank, expectSameDevice, expectShape } from "./check.ts";
 
 export type RopeLayout = "interleaved" | "halves";
@@ -73,13 +73,14 @@ export function ropeTables(
 
 const WG = 256;
 
+const P = uniforms("rope", { n: "u32", half: "u32", rh: "u32", H: "u32", L: "u32" });
+
 function ropeWgsl(layout: RopeLayout): string {
   // Element indices of pair p inside a row starting at `base`.
   const second = layout === "interleaved" ? "a + 1u" : "base + p + u.rh";
   const first = layout === "interleaved" ? "base + 2u * p" : "base + p";
   return `
-struct P { n: u32, half: u32, rh: u32, H: u32, L: u32 }
-@group(0) @binding(0) var<uniform> u: P;
+${P.wgsl}
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
 @group(0) @binding(2) var<storage, read> x: array<f32>;
 @group(0) @binding(3) var<storage, read> cosT: array<f32>;
@@ -135,7 +136,7 @@ export function rope(x: Tensor, cos: Tensor, sin: Tensor, opts: { layout: RopeLa
     dev.pipeline(ropeWgsl(opts.layout)),
     [out.binding(), x.binding(), cos.binding(), sin.binding()],
     grid1d(n, WG),
-    params().u32(n).u32(D / 2).u32(rh).u32(H).u32(L).bytes(),
+    P.pack({ n, half: D / 2, rh, H, L }),
   );
   return out;
 }

@@ -2,15 +2,16 @@
 // (running max, sum of exp(x - max)) pair, rescaling the sum when the max grows; the segment tree combines pairs
 // the same way; the second pass writes exp(x - max) / sum. Rows of any length (1 … 100000+) use the shared
 // row layout of reduce.ts: one workgroup per long row, several short rows per workgroup.
-import { Tensor } from "../core/index.ts";
+import { Tensor, uniforms } from "../core/index.ts";
 import { expectDType, rowsCols } from "./check.ts";
-import { launchRows, ROW_FIELDS, rowLayout, wgslRowMain, wgslSegReduce } from "./reduce.ts";
+import { ROW_FIELDS, rowGrid, rowLayout, rowValues, wgslRowMain, wgslSegReduce } from "./reduce.ts";
+
+const P = uniforms("softmax", ROW_FIELDS);
 
 // The running max starts at the lowest finite f32, not -inf, so empty partners combine to 0 instead of
 // 0 · exp(-inf + inf) = NaN; -inf inputs (masked scores) then contribute exp(-inf) = 0.
 const WGSL = `
-struct P { ${ROW_FIELDS} }
-@group(0) @binding(0) var<uniform> u: P;
+${P.wgsl}
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
 @group(0) @binding(2) var<storage, read> x: array<f32>;
 ${wgslSegReduce("ms", "vec2f", "let m = max(a.x, b.x); return vec2f(m, a.y * exp(a.x - m) + b.y * exp(b.x - m));")}
@@ -29,6 +30,7 @@ export function softmax(x: Tensor): Tensor {
   expectDType(x, "softmax x", "f32");
   const [rows, len] = rowsCols(x);
   const out = Tensor.empty(x.dev, x.shape);
-  if (out.size) launchRows(x.dev, WGSL, [out.binding(), x.binding()], rowLayout(rows, len));
+  const l = rowLayout(rows, len);
+  if (out.size) x.dev.run(x.dev.pipeline(WGSL), [out.binding(), x.binding()], rowGrid(l), P.pack(rowValues(l)));
   return out;
 }

@@ -6,12 +6,12 @@
 // - `randomSource(specs)` is a WeightSource (names, shapes, CPU reads: what a Checkpoint offers the loaders), plus
 //   `generate`, which Weights.get prefers: the tensor is allocated as Tensor.load would (exact size, row chunks)
 //   and filled on the GPU chunk by chunk, so nothing crosses the bus and a dry-run device allocates the same bytes.
-// - Values: element e of a tensor with key s is std·√3·(Σ_{j<4} u_j − 2), u_j = (2k_j + 1)/2^17 from the 16-bit
-//   halves k_j of two lowbias32 hashes of (s, e): Irwin–Hall with 4 terms (mean 0, the given std, bounded at
-//   ±3.46·std, close to normal: enough to keep activations finite). Integer hashing, one exact sum, one f32
-//   multiply-add and a round-to-nearest-even to bf16: the CPU twin (`randomValues`) gives the same bits, and it
-//   costs a few integer ops per value (the Philox stream of core/rng is ~10× slower on lavapipe).
-import { type Device, flatIndex, grid1d, numel, params, Tensor } from "../core/index.ts";
+// - Values: a tensor's elements are the hash noise stream (kernels/hash_noise.ts: Irwin–Hall of 4 hashed uniforms,
+//   close to normal with the given std, bounded at ±3.46·std: enough to keep activations finite) keyed by its name
+//   and the seed. CPU reads use the kernel's CPU twin, which gives the same bits.
+import { type Device, numel, Tensor } from "../core/index.ts";
+import { hashNoiseBf16 } from "../kernels/hash_noise.ts";
+import { hashNoiseBf16Ref, lowbias32 } from "../kernels/hash_noise.ref.ts";
 
 /** One tensor: its shape and how to fill it: centred near-normal values of deviation `std`, or the constant `mean`. */
 export interface RandomSpec {
@@ -19,45 +19,6 @@ export interface RandomSpec {
   std: number;
   /** Only with std 0 (so the GPU's and the CPU's single rounding agree). */
   mean?: number;
-}
-
-const WG = 256;
-/** √3: Irwin–Hall of 4 uniforms has variance 1/3. */
-const SQRT3 = Math.sqrt(3);
-
-const WGSL = `
-struct P { words: u32, end: u32, e0: u32, key: u32, scale: f32, mean: f32 }
-@group(0) @binding(0) var<uniform> u: P;
-@group(0) @binding(1) var<storage, read_write> out: array<u32>;
-// lowbias32 (C. Wellons' integer hash): full avalanche in two multiplies.
-fn h(x0: u32) -> u32 {
-  var x = x0;
-  x ^= x >> 16u; x *= 0x7feb352du; x ^= x >> 15u; x *= 0x846ca68bu; x ^= x >> 16u;
-  return x;
-}
-fn bf16(e: u32) -> u32 {
-  let a = h(h(2u * e) ^ u.key);
-  let b = h(h(2u * e + 1u) ^ u.key);
-  let k = (a & 0xffffu) + (a >> 16u) + (b & 0xffffu) + (b >> 16u);
-  let v = f32(2u * k + 4u) * (1.0 / 131072.0) - 2.0;
-  let x = bitcast<u32>(v * u.scale + u.mean);
-  return (x + 0x7fffu + ((x >> 16u) & 1u)) >> 16u;
-}
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  let i = ${flatIndex(WG)};
-  if (i >= u.words) { return; }
-  let e = u.e0 + 2u * i;
-  out[i] = bf16(e) | select(0u, bf16(e + 1u) << 16u, e + 1u < u.end);
-}`;
-
-function lowbias32(x: number): number {
-  x ^= x >>> 16;
-  x = Math.imul(x, 0x7feb352d);
-  x ^= x >>> 15;
-  x = Math.imul(x, 0x846ca68b);
-  x ^= x >>> 16;
-  return x >>> 0;
 }
 
 /** The key of one tensor: FNV-1a of its name, mixed with the source's seed. */
@@ -69,23 +30,6 @@ function tensorKey(name: string, seed: number): number {
 
 const f32 = new Float32Array(1);
 const u32 = new Uint32Array(f32.buffer);
-
-/** CPU twin of the kernel: bf16 bits of elements [e0, e0 + n) of a tensor with this key and spec. */
-export function randomValues(key: number, spec: RandomSpec, e0: number, n: number): Uint16Array {
-  const scale = Math.fround(spec.std * SQRT3);
-  const mean = Math.fround(spec.mean ?? 0);
-  const out = new Uint16Array(n);
-  for (let i = 0; i < n; i++) {
-    const e = e0 + i;
-    const a = lowbias32((lowbias32((2 * e) >>> 0) ^ key) >>> 0);
-    const b = lowbias32((lowbias32((2 * e + 1) >>> 0) ^ key) >>> 0);
-    const k = (a & 0xffff) + (a >>> 16) + (b & 0xffff) + (b >>> 16);
-    f32[0] = Math.fround(Math.fround((2 * k + 4) / 131072 - 2) * scale + mean);
-    const x = u32[0];
-    out[i] = ((x + 0x7fff + ((x >>> 16) & 1)) >>> 16) & 0xffff;
-  }
-  return out;
-}
 
 /** What Weights reads: a Checkpoint's lookups and CPU reads, and optionally its own GPU upload. */
 export interface WeightSource {
@@ -109,7 +53,10 @@ export function randomSource(specs: ReadonlyMap<string, RandomSpec>, opts: { see
     if (numel(s.shape) >= 2 ** 31) throw new Error(`random weights: "${name}" [${s.shape}] has 2^31 or more elements`);
     return s;
   };
-  const bits = (name: string, e0: number, n: number) => randomValues(tensorKey(name, seed), spec(name), e0, n);
+  const bits = (name: string, e0: number, n: number) => {
+    const s = spec(name);
+    return hashNoiseBf16Ref(tensorKey(name, seed), s.std, s.mean ?? 0, e0, n);
+  };
   return {
     path: opts.path ?? "random weights",
     names: () => [...specs.keys()].sort(),
@@ -130,14 +77,8 @@ export function randomSource(specs: ReadonlyMap<string, RandomSpec>, opts: { see
       const t = Tensor.allocate(dev, shape, "bf16", true);
       const rowSize = numel(shape) / Math.max(1, shape[0]);
       const key = tensorKey(name, seed);
-      const pipeline = dev.pipeline(WGSL);
-      for (const { row, tensor } of t.rowChunks()) {
-        // Chunks hold an even number of rows (Tensor.allocate), so each starts on a whole u32 word.
-        const e0 = row * rowSize;
-        const words = Math.ceil(tensor.size / 2);
-        const uni = params().u32(words).u32(e0 + tensor.size).u32(e0).u32(key).f32(s.std * SQRT3).f32(s.mean ?? 0).bytes();
-        if (words) dev.run(pipeline, [tensor.binding()], grid1d(words, WG), uni);
-      }
+      // Chunks hold an even number of rows (Tensor.allocate), so each starts on a whole u32 word.
+      for (const { row, tensor } of t.rowChunks()) hashNoiseBf16(tensor, { key, e0: row * rowSize, std: s.std, mean: s.mean ?? 0 });
       return t;
     },
   };

@@ -51,6 +51,16 @@ export function maxAbsErr(out: ArrayLike<number>, ref: ArrayLike<number>): numbe
   return m;
 }
 
+/** The message `fn` throws ("(no error)" when it returns): match it with toContain, which needs no regex escaping. */
+export function thrown(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (e) {
+    return (e as Error).message;
+  }
+  return "(no error)";
+}
+
 /** Throws with the error figures when out is not within `tol` relative error of ref. */
 export function assertClose(out: ArrayLike<number>, ref: ArrayLike<number>, tol: number, label: string): number {
   const e = relErr(out, ref);

@@ -6,18 +6,17 @@
 //   "torchvision" (transformers 5's default CLIPImageProcessor: torch's CPU uint8 antialiased kernel) and "pil"
 //   (CLIPImageProcessorPil: Pillow's Image.resize(BICUBIC)). Both match the fixtures to float rounding.
 // - So every source is first turned into the exact uint8 image the processor would see, held as integer-valued
-//   f32 NCHW: RGB bytes (HWC, packed 4 per u32 word) are unpacked; a float image from the VAE is quantised exactly
-//   as the pipeline that produced the uint8 image does (DiffSynth: trunc(clip((x + 1)·127.5)) on the raw decoder
+//   f32 NCHW (kernels/pixels.ts): RGB bytes (HWC, packed 4 per u32 word) are unpacked; a float image from the VAE
+//   is quantised exactly as the pipeline that produced the uint8 image does (DiffSynth: trunc(clip((x + 1)·127.5)) on the raw decoder
 //   output; diffusers: round-half-even(x·255) on the [0, 1] image).
 // - Center crop offsets are int((size − crop) / 2) as transformers' own center_crop computes them (not
 //   torchvision's round(), which differs when the margin is odd), cut with two slices.
 // - Rescale and normalise are one fused pass, (v − mean/rescale) / (std/rescale) in f32, as transformers' fast
 //   processor computes it.
-import { type Device, flatIndex, grid1d, joinPath, params, readText, Tensor } from "../../core/index.ts";
+import { type Device, joinPath, readText, Tensor } from "../../core/index.ts";
 import { concat, slice } from "../../kernels/layout.ts";
+import { quantizePixels, type Quantize, unpackRgbBytes } from "../../kernels/pixels.ts";
 import { normalizeChannels, resizeBicubic } from "../../kernels/resample.ts";
-
-const WG = 256;
 
 export type ResizeBackend = "torchvision" | "pil";
 
@@ -43,11 +42,7 @@ export interface RgbImage {
 }
 
 /** How a float image becomes the uint8 image the processor sees: q(clamp((x + offset)·scale, 0, 255)). */
-export interface Quantize {
-  offset: number;
-  scale: number;
-  rounding: "trunc" | "round";
-}
+export type { Quantize };
 
 /** DiffSynth's `vae_output_to_image` on the raw decoder output in [−1, 1] (what the PickScore tutorial scores). */
 export const DIFFSYNTH_UINT8: Quantize = { offset: 1, scale: 127.5, rounding: "trunc" };
@@ -130,39 +125,6 @@ export function planImage(H: number, W: number, cfg: ClipImageConfig): Plan {
   return { resizedHeight: rh, resizedWidth: rw, top: Math.trunc((rh - ch) / 2), left: Math.trunc((rw - cw) / 2), height: ch, width: cw };
 }
 
-// ---- uint8 sources --------------------------------------------------------------------------------------------
-
-// Integer-valued f32 NCHW from interleaved RGB bytes of B equal-size images (packed in u32 words), or from a float
-// image quantised as `Quantize` says. One thread per output element.
-function toPixelsWgsl(source: "bytes" | "float"): string {
-  const value = source === "bytes"
-    ? `let plane = i / u.hw; // b·3 + c
-  let byte = ((plane / 3u) * u.hw + i % u.hw) * 3u + plane % 3u;
-  out[i] = f32((src[byte >> 2u] >> ((byte & 3u) * 8u)) & 255u);`
-    : `let q = clamp((src[i] + u.offset) * u.scale, 0.0, 255.0);
-  out[i] = select(trunc(q), round(q), u.round == 1u);`;
-  return `
-struct P { n: u32, hw: u32, round: u32, offset: f32, scale: f32 }
-@group(0) @binding(0) var<uniform> u: P;
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;
-@group(0) @binding(2) var<storage, read> src: array<${source === "bytes" ? "u32" : "f32"}>;
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  let i = ${flatIndex(WG)};
-  if (i >= u.n) { return; }
-  ${value}
-}`;
-}
-
-function toPixels(src: Tensor, source: "bytes" | "float", shape: [number, number, number, number], q?: Quantize): Tensor {
-  const dev = src.dev;
-  const out = Tensor.empty(dev, shape);
-  const n = out.size;
-  const uni = params().u32(n).u32(shape[2] * shape[3]).u32(q?.rounding === "round" ? 1 : 0).f32(q?.offset ?? 0).f32(q?.scale ?? 1).bytes();
-  dev.run(dev.pipeline(toPixelsWgsl(source)), [out.binding(), src.binding()], grid1d(n, WG), uni);
-  return out;
-}
-
 /** The GPU preprocessing of one processor config and resize backend. */
 export class ClipPreprocessor {
   constructor(readonly dev: Device, readonly cfg: ClipImageConfig, readonly backend: ResizeBackend = "torchvision") {}
@@ -218,7 +180,7 @@ export class ClipPreprocessor {
       const bytes = new Uint8Array(Math.ceil(((e - b) * H * W * 3) / 4) * 4);
       for (let k = b; k < e; k++) bytes.set(images[k].data, (k - b) * H * W * 3);
       const src = Tensor.fromBytes(this.dev, bytes, [bytes.length / 4], "u32");
-      parts.push(this.resizeCrop(toPixels(src, "bytes", [e - b, 3, H, W])));
+      parts.push(this.resizeCrop(unpackRgbBytes(src, [e - b, 3, H, W])));
       src.dispose();
       b = e;
     }
@@ -230,6 +192,6 @@ export class ClipPreprocessor {
   /** A float image batch [B, 3, H, W] (e.g. from the VAE), quantised to uint8 by `q` first → [B, 3, ch, cw]. */
   fromTensor(x: Tensor, q: Quantize): Tensor {
     if (x.shape.length !== 4 || x.shape[1] !== 3 || x.dtype !== "f32") throw new Error(`ClipPreprocessor.fromTensor: want f32 [B, 3, H, W], got ${x.dtype} [${x.shape}]`);
-    return this.normalize(this.resizeCrop(toPixels(x, "float", x.shape as [number, number, number, number], q)));
+    return this.normalize(this.resizeCrop(quantizePixels(x, q)));
   }
 }

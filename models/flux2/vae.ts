@@ -24,16 +24,17 @@
 // - The latent (de)normalisation is per channel of the 4·latent patchified channels, which is the innermost axis of
 //   the packed token layout [B, h·w, 4C]: there it is a broadcast mul/add, done before unpacking (decode side) or
 //   after packing (encode side), with torch's operation order (x·std + mean; (x − mean)·(1/std)).
-// - Pixels: one small kernel maps the decoder output [B, 3, H, W] to the clamped [0, 1] float image (diffusers
-//   output_type "pt") or to HWC uint8 packed four bytes a word, rounded like diffusers' numpy_to_pil (half to even)
-//   or truncated like DiffSynth's vae_output_to_image.
-import { type Device, flatIndex, grid1d, params, Tensor } from "../../core/index.ts";
+// - Pixels: the decoder output [B, 3, H, W] becomes the clamped [0, 1] float image (diffusers output_type "pt"),
+//   or HWC uint8 through kernels/pixels.ts (rounded like diffusers' numpy_to_pil, half to even, or truncated like
+//   DiffSynth's vae_output_to_image).
+import { type Device, Tensor } from "../../core/index.ts";
 import { flashAttention } from "../../kernels/attention.ts";
 import { conv2d } from "../../kernels/conv2d.ts";
 import { add, mul, scale } from "../../kernels/elementwise.ts";
 import { concat, packLatents, patchify2x2, slice, transpose, unpackLatents, unpatchify2x2 } from "../../kernels/layout.ts";
 import { matmul } from "../../kernels/matmul.ts";
 import { groupNorm, groupNormStats } from "../../kernels/norm.ts";
+import { packRgbBytes, type PixelRounding } from "../../kernels/pixels.ts";
 import type { Weights } from "../weights.ts";
 import { reshaped, positiveInt } from "../util.ts";
 
@@ -59,7 +60,7 @@ export interface Flux2VaeConfig {
 export type VaeDebug = (name: string, t: Tensor) => void;
 
 /** How `imageBytes` maps [-1, 1] to 0..255: diffusers rounds (x/2 + 0.5)·255, DiffSynth truncates (x + 1)·127.5. */
-export type PixelRounding = "round" | "trunc";
+export type { PixelRounding };
 
 /** GroupNorm eps of every ResNet, attention and output norm (diffusers resnet_eps). */
 const GN_EPS = 1e-6;
@@ -162,34 +163,6 @@ function checkConfig(cfg: Flux2VaeConfig) {
 
 // ---- pixels ---------------------------------------------------------------------------------------------------
 
-const PIXEL_WG = 256;
-
-/** HWC bytes of NCHW [B, 3, H, W], four per u32 word (byte e of the [B, H, W, 3] array in word e / 4, lane e % 4). */
-const IMAGE_BYTES_WGSL = `
-struct P { n: u32, words: u32, hw: u32, trunc: u32 }
-@group(0) @binding(0) var<uniform> u: P;
-@group(0) @binding(1) var<storage, read_write> out: array<u32>;
-@group(0) @binding(2) var<storage, read> x: array<f32>;
-fn pixel(e: u32) -> u32 {
-  let b = e / (3u * u.hw);
-  let r = e - b * 3u * u.hw;
-  let p = r / 3u;
-  let v = x[(b * 3u + r - p * 3u) * u.hw + p];
-  if (u.trunc == 1u) { return u32(clamp((v + 1.0) * 127.5, 0.0, 255.0)); }
-  return u32(round(clamp(v / 2.0 + 0.5, 0.0, 1.0) * 255.0));
-}
-@compute @workgroup_size(${PIXEL_WG})
-fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  let i = ${flatIndex(PIXEL_WG)};
-  if (i >= u.words) { return; }
-  var word = 0u;
-  for (var j = 0u; j < 4u; j++) {
-    let e = 4u * i + j;
-    if (e < u.n) { word = word | (pixel(e) << (8u * j)); }
-  }
-  out[i] = word;
-}`;
-
 function expectRgb(x: Tensor, what: string): void {
   if (x.shape.length !== 4 || x.shape[1] !== 3 || x.dtype !== "f32") throw new Error(`${what}: expected f32 [B, 3, H, W], got ${x.dtype} [${x.shape}]`);
 }
@@ -203,16 +176,9 @@ export function toImageFloat(x: Tensor): Tensor {
 /** The decoder output [B, 3, H, W] as uint8 [B, H, W, 3] (HWC RGB), converted on the GPU and read back. */
 export async function imageBytes(x: Tensor, rounding: PixelRounding = "round"): Promise<Uint8Array> {
   expectRgb(x, "imageBytes");
-  const [B, , H, W] = x.shape;
-  const n = B * H * W * 3;
-  const words = Math.ceil(n / 4);
-  const packed = Tensor.empty(x.dev, [words], "u32");
+  const packed = packRgbBytes(x, rounding);
   try {
-    if (n) {
-      const uni = params().u32(n).u32(words).u32(H * W).u32(rounding === "trunc" ? 1 : 0).bytes();
-      x.dev.run(x.dev.pipeline(IMAGE_BYTES_WGSL), [packed.binding(), x.binding()], grid1d(words, PIXEL_WG), uni);
-    }
-    return (await packed.readBytes()).subarray(0, n);
+    return (await packed.readBytes()).subarray(0, x.size);
   } finally {
     packed.dispose();
   }

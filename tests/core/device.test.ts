@@ -2,15 +2,15 @@
 // uploads against pending kernels, error reporting, tensors split across bindings, grids over 65535 groups, and
 // the bind group cache (explicit layouts, dynamic uniform offsets, eviction of destroyed buffers), textures.
 import { describe, expect, test } from "bun:test";
-import { bucketSize, Device, grid1d, roundTo, Tensor } from "../../core/index.ts";
+import { bucketSize, Device, grid1d, roundTo, Tensor, uniforms } from "../../core/index.ts";
 import { bindingSignature } from "../../core/device.ts";
 import * as ew from "../../kernels/elementwise.ts";
 import { rand, testDevice } from "../util.ts";
 
 const bits = (f: Float32Array) => new Uint32Array(f.buffer, f.byteOffset, f.length);
 
-const FILL_LIKE = `struct P { n: u32 }
-@group(0) @binding(0) var<uniform> u: P;
+const FILL_LIKE_P = uniforms("fill-like", { n: "u32" });
+const FILL_LIKE = `${FILL_LIKE_P.wgsl}
 @group(0) @binding(1) var<storage, read_write> out: array<u32>;
 @compute @workgroup_size(1) fn main() { out[0] = u.n; }`;
 
@@ -205,7 +205,7 @@ describe("device", () => {
     w.dispose();
     expect(dev.cachedBindGroups).toBe(cached - 1);
     expect(sameBits(await y.toArray(), data.map((v) => 3 * v))).toBe(true);
-    expect(() => dev.run(dev.pipeline(FILL_LIKE), [], [1], new Uint8Array(16))).toThrow(/declares 1 buffers and textures, got 0/);
+    expect(() => dev.run(dev.pipeline(FILL_LIKE), [], [1], FILL_LIKE_P.pack({ n: 0 }))).toThrow(/declares 1 buffers and textures, got 0/);
     x.dispose();
     y.dispose();
   });

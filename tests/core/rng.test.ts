@@ -2,7 +2,7 @@
 // 53-bit seeds, edge words fed straight to the WGSL Box-Muller), accuracy against f64 Box-Muller, and N(0,1)
 // statistics of a million samples. A pinned hash of one stream guards the stream itself against silent change.
 import { describe, expect, test } from "bun:test";
-import { flatIndex, grid1d, params, Tensor } from "../../core/index.ts";
+import { flatIndex, grid1d, Tensor, uniforms } from "../../core/index.ts";
 import { boxMullerRef, philoxRef, RNG_WGSL, randnInto, randnRef } from "../../core/rng.ts";
 import { erf } from "../../kernels/elementwise.ref.ts";
 import { testDevice } from "../util.ts";
@@ -88,9 +88,9 @@ describe("rng", () => {
     const next = lcg(5);
     const pairs = edgePairs();
     for (let i = 0; i < 4000; i++) pairs.push([next() >>> (i % 32), next()], [(0xffffffff - (next() >>> (i % 32))) >>> 0, next()]);
+    const P = uniforms("boxMuller test", { n: "u32" });
     const wgsl = `
-struct P { n: u32 }
-@group(0) @binding(0) var<uniform> u: P;
+${P.wgsl}
 @group(0) @binding(1) var<storage, read_write> out: array<vec2f>;
 @group(0) @binding(2) var<storage, read> words: array<vec2u>;
 ${RNG_WGSL}
@@ -101,7 +101,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
 }`;
     const input = Tensor.fromArray(dev, Uint32Array.from(pairs.flat()), [pairs.length, 2]);
     const out = Tensor.empty(dev, [pairs.length, 2]);
-    dev.run(dev.pipeline(wgsl), [out.binding(), input.binding()], grid1d(pairs.length, 64), params().u32(pairs.length).bytes());
+    dev.run(dev.pipeline(wgsl), [out.binding(), input.binding()], grid1d(pairs.length, 64), P.pack({ n: pairs.length }));
     const ref = Float32Array.from(pairs.flatMap(([a, b]) => boxMullerRef(a, b)));
     expect(mismatches(await out.toArray(), ref)).toBe("");
   }, 120_000);
