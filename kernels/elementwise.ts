@@ -57,7 +57,7 @@ const ADD_P = block("add", { m: "u32" });
 const MUL_P = block("mul", { m: "u32" });
 const MODULATE_P = block("modulate", { D: "u32", L: "u32" });
 const GATED_P = block("gatedResidual", { D: "u32", L: "u32" });
-const SWIGLU_P = block("swiglu", { F: "u32", from: "u32", W: "u32" });
+const SWIGLU_P = block("swiglu", { F: "u32", start: "u32", W: "u32" });
 
 // Memoised per block: launches are frequent and tiny, so rebuilding (and re-hashing) the text per call costs
 // measurable µs.
@@ -203,7 +203,7 @@ export function swiglu(x: Tensor, from = 0): Tensor {
   const W = x.shape[x.shape.length - 1];
   if (!Number.isInteger(from) || from < 0 || (W - from) % 2 || W <= from) throw new Error(`swiglu: columns [${from}, ${W}) of [${x.shape}] must be a positive even count`);
   const F = (W - from) / 2;
-  const a = "in0[(i / u.F) * u.W + u.from + i % u.F]";
-  const b = "in0[(i / u.F) * u.W + u.from + u.F + i % u.F]";
-  return pointwise(SWIGLU_P, `${a} / (1.0 + exp(-${a})) * ${b}`, [x], [...x.shape.slice(0, -1), F], { F, from, W });
+  const a = "in0[(i / u.F) * u.W + u.start + i % u.F]";
+  const b = "in0[(i / u.F) * u.W + u.start + u.F + i % u.F]";
+  return pointwise(SWIGLU_P, `${a} / (1.0 + exp(-${a})) * ${b}`, [x], [...x.shape.slice(0, -1), F], { F, start: from, W });
 }
