@@ -100,8 +100,8 @@ describe("flux2 editing with reference images", () => {
   }, 300_000);
 
   test("upstream's checks: sides under 64 px and aspect ratios over 8 are refused with its message", () => {
-    expect(() => checkReference(40, 40, "a.png")).toThrow("a.png: Image too small: 40×40. Both dimensions must be at least 64px");
-    expect(() => checkReference(1000, 100, "b.png")).toThrow("b.png: Aspect ratio too extreme: 1000×100 (ratio: 10.0:1). Maximum allowed ratio is 8:1");
+    expect(() => checkReference(40, 40, "a.png")).toThrow(/^a\.png: Image too small: 40×40\. Both dimensions must be at least 64px$/);
+    expect(() => checkReference(1000, 100, "b.png")).toThrow(/^b\.png: Aspect ratio too extreme: 1000×100 \(ratio: 10\.0:1\)\. Maximum allowed ratio is 8:1$/);
     expect(() => checkReference(64, 63, "c")).toThrow(/too small/);
     expect(() => checkReference(512, 64, "d")).not.toThrow(); // exactly 8:1 passes
     expect(() => checkReference(513, 64, "e")).toThrow(/8\.0:1/);
