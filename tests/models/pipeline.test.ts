@@ -49,7 +49,9 @@ describe("flux2 pipeline fixtures", () => {
     test(`repos/expected/${n}: prompt text → image passes (PickScore outputs come later)`, async () => {
       const r = await expectPass(joinPath(FIXTURES, "repos/expected", n), LATER_STAGE);
       // The tokens, recomputed from the prompt text, are compared rows (a mismatch fails above).
-      expect(r.rows.filter((row) => row.section === "inputs").map((row) => row.name)).toEqual(["qwen_input_ids", "qwen_attention_mask"]);
+      // (The CLIP runner, when registered in this process, compares its ids too.)
+      const inputs = r.rows.filter((row) => row.section === "inputs").map((row) => row.name);
+      for (const name of ["qwen_input_ids", "qwen_attention_mask"]) expect(inputs).toContain(name);
     }, 120_000);
   }
 });

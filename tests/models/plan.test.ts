@@ -116,7 +116,9 @@ describe("memory plan", () => {
     expect(dry.phases.map((p) => p.phase)).toContain("encode 2 references of 96×64");
     expect(dry.tokens).toEqual({ target: 24, reference: 48, text: dry.tokens.text });
     const plain = await runPlan(dev, { ...opts, refs: 0, execute: false });
-    expect(dry.peak).toBeGreaterThan(plain.peak);
+    // On the tiny repo the text encoder's phase may set the overall peak; the references' cost shows in denoising.
+    const denoise = (r: typeof dry) => r.phases.find((p) => p.phase.startsWith("denoise"))!;
+    expect(denoise(dry).weights + denoise(dry).peak).toBeGreaterThan(denoise(plain).weights + denoise(plain).peak);
   }, 120_000);
 
   test("Flux2Pipeline.load with a memory budget encodes its prompts, then frees the text encoder", async () => {
