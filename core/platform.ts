@@ -61,8 +61,10 @@ export interface FileSource {
 
 export const isUrl = (p: string) => /^(https?|blob|data):/.test(p) || runtime === "browser";
 
+/** @internal (left out of the .d.ts: its type needs @types/node, which a browser project lacks) */
 type Fs = typeof import("node:fs/promises");
 let fsModule: Promise<Fs> | undefined;
+/** @internal */
 export function nodeFs(): Promise<Fs> {
   const name = "node:fs/promises";
   return (fsModule ??= import(name) as Promise<Fs>);

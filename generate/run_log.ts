@@ -17,7 +17,7 @@ export interface RunLog extends GenerationLog {
 const quote = (s: string) => (/^[\w./:@+-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`);
 
 /** `path` without its .png or .json ending. */
-export const stem = (path: string) => path.replace(/\.(png|json)$/i, "");
+export const stem = (path: string): string => path.replace(/\.(png|json)$/i, "");
 
 /** The log of a run whose best image is `png` and whose log goes to stem(png).json. */
 export function runLog(log: GenerationLog, models: ModelNames, png: string): RunLog {

@@ -9,8 +9,10 @@ export function homeDir(): string {
   return home;
 }
 
+/** @internal (left out of the .d.ts: its type needs @types/node, which a browser project lacks) */
 type Crypto = typeof import("node:crypto");
 let cryptoModule: Promise<Crypto> | undefined;
+/** @internal */
 export function nodeCrypto(): Promise<Crypto> {
   const name = "node:crypto";
   return (cryptoModule ??= import(name) as Promise<Crypto>);

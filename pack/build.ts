@@ -4,7 +4,8 @@
 //   an entry is one line here plus `--sync`. `--check` only checks them (CI), without building.
 // - dist/<layer>/*.js + .d.ts: tsc over the entries and the CLI, imports rewritten from .ts to .js, checked with
 //   node's and WebGPU's types only (no Bun globals may leak into the library). `webgpu` stays a runtime import.
-//   Every entry's index.d.ts references @webgpu/types, so a consumer's tsc sees the GPU types without setup.
+//   Every entry's index.d.ts references @webgpu/types, so a consumer's tsc sees the GPU types without setup;
+//   `@internal` declarations (the node: module getters) are left out, so the .d.ts need no @types/node.
 // - dist/src/: the .ts sources the entries import, for the `bun` export condition (Bun runs TypeScript itself).
 // - dist/cli/flux2ts.js: the `bin`, with a node shebang; it runs on Node ≥ 20 and on Bun.
 // - dist/web/: index.html, style.css and app.js, the browser app bundled once here, so `flux2ts serve` needs no
@@ -85,6 +86,7 @@ function emit(): void {
     outDir: TMP,
     rootDir: ROOT,
     declaration: true,
+    stripInternal: true,
     rewriteRelativeImportExtensions: true,
   };
   const program = ts.createProgram([...ENTRIES.map((e) => join(ROOT, e, "index.ts")), join(ROOT, BIN)], options);

@@ -1,7 +1,7 @@
 // The npm package as a user gets it: `npm pack` (which runs the prepack build, pack/build.ts), the tarball
 // installed with `npm install` into an empty temp project, then the bin and the library used from there on Node,
 // Bun and Deno: `flux2ts info` on Node and Bun, a plain ESM script that runs `matmul` on the WebGPU adapter against
-// a CPU product (type-checked by tsc against the shipped .d.ts; Deno imports it the README's way, `npm:flux2ts/…`),
+// a CPU product (type-checked by tsc with every entry's shipped .d.ts; Deno imports it the README's way, `npm:…`),
 // `flux2ts generate` on the tiny fixture repos on Node and Bun (byte-identical PNGs), and `flux2ts serve` on Node
 // serving the prebuilt app. Packing and installing happen once for the file; the packed size is printed.
 import { afterAll, describe, expect, test } from "bun:test";
@@ -130,7 +130,7 @@ describe("npm package", () => {
     expect(info.adapter).toBe(JSON.parse(node.stdout).adapter);
   }, 600_000);
 
-  test("an ESM script imports flux2ts/core and flux2ts/kernels and runs matmul: Node (dist JS), Bun (.ts sources), Deno (npm:); tsc checks it against the .d.ts", async () => {
+  test("an ESM script imports flux2ts/core and flux2ts/kernels and runs matmul: Node (dist JS), Bun (.ts sources), Deno (npm:); tsc checks it and every entry's .d.ts", async () => {
     const { project } = await install();
     writeFileSync(join(project, "matmul.mjs"), MATMUL_SCRIPT);
     writeFileSync(join(project, "matmul_deno.mjs"), MATMUL_SCRIPT.replaceAll(`from "flux2ts/`, `from "npm:flux2ts/`));
@@ -138,11 +138,18 @@ describe("npm package", () => {
     checkMatmul(sh(BUN, ["matmul.mjs"], project));
     expect(sh(BUN, ["-e", `console.log(import.meta.resolve("flux2ts/core"))`], project).stdout).toMatch(/dist\/src\/core\/index\.ts\s*$/);
     checkMatmul(sh(DENO, ["run", "-A", "--unstable-webgpu", "matmul_deno.mjs"], project, { NO_COLOR: "1" }));
-    // A consumer's tsc (skipLibCheck as `tsc --init` sets it: platform.d.ts names node:fs types a browser-only
-    // project lacks) resolves both entries to the shipped .d.ts through the `types` condition.
-    const tsc = sh("node", [TSC, "--noEmit", "--strict", "--allowJs", "--checkJs", "--skipLibCheck", "--module", "nodenext", "--target", "es2022", "--lib", "es2022,dom", "matmul.mjs"], project);
-    expect(tsc.stdout).toBe("");
-    expect(tsc.code).toBe(0);
+    // A consumer's tsc resolves every entry to the shipped .d.ts through the `types` condition and checks them too
+    // (no skipLibCheck), with no @types/node in the project. batch/ is Node-side (BullMQ on Redis): its types come
+    // through bullmq's, which need @types/node, so it is checked with skipLibCheck.
+    const reexports = (entries: string[]) => entries.map((e) => `export * as ${e} from "flux2ts/${e}";\n`).join("");
+    writeFileSync(join(project, "entries.mjs"), reexports(ENTRIES.filter((e) => e !== "batch")));
+    writeFileSync(join(project, "node_entries.mjs"), reexports(ENTRIES.filter((e) => e === "batch")));
+    const tscArgs = [TSC, "--noEmit", "--strict", "--allowJs", "--checkJs", "--module", "nodenext", "--target", "es2022", "--lib", "es2022,dom"];
+    for (const args of [["matmul.mjs", "entries.mjs"], ["--skipLibCheck", "node_entries.mjs"]]) {
+      const tsc = sh("node", [...tscArgs, ...args], project);
+      expect(tsc.stdout).toBe("");
+      expect(tsc.code).toBe(0);
+    }
   }, 600_000);
 
   test("npx flux2ts generate on the tiny fixture repos: Node writes the PNG Bun writes", async () => {
