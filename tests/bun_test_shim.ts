@@ -10,7 +10,16 @@
 type Fn = () => unknown | Promise<unknown>;
 type Timeout = number | { timeout?: number };
 interface DenoTestDef { name: string; fn: Fn; ignore: boolean; sanitizeOps: boolean; sanitizeResources: boolean; sanitizeExit: boolean }
-const DenoNs = (globalThis as unknown as { Deno: { test(o: DenoTestDef): void; inspect(v: unknown): string } }).Deno;
+const DenoNs = (globalThis as unknown as { Deno?: { test(o: DenoTestDef): void; inspect(v: unknown): string } }).Deno;
+/** A value for a failure message: Deno's inspector, or (in a page, where `expect` is reused) String / JSON. */
+const show = (v: unknown): string => {
+  if (DenoNs) return DenoNs.inspect(v);
+  try {
+    return typeof v === "object" && v !== null ? JSON.stringify(v, (_k, x) => (typeof x === "number" && !Number.isFinite(x) ? String(x) : x)) : String(v);
+  } catch {
+    return String(v);
+  }
+};
 const prefix: string[] = [];
 const beforeAlls: Fn[] = [];
 const afterAlls: Fn[] = [];
@@ -37,7 +46,7 @@ function register(name: string, fn: Fn, timeout: Timeout | undefined, skip: bool
   const ms = typeof timeout === "number" ? timeout : timeout?.timeout;
   const ignore = skip || skipDepth > 0;
   if (!ignore) pending++;
-  DenoNs.test({
+  DenoNs!.test({
     name: full,
     ignore,
     sanitizeOps: false,
@@ -134,7 +143,7 @@ class Expectation {
     if (ok === this.negate) throw new Error(`expect: ${this.negate ? "not " : ""}${msg}`);
   }
   toBe(v: unknown) { this.check(Object.is(this.actual, v), `${String(this.actual)} to be ${String(v)}`); }
-  toEqual(v: unknown) { this.check(deepEqual(this.actual, v), `${DenoNs.inspect(this.actual)} to equal ${DenoNs.inspect(v)}`); }
+  toEqual(v: unknown) { this.check(deepEqual(this.actual, v), `${show(this.actual)} to equal ${show(v)}`); }
   toBeLessThan(v: number) { this.check((this.actual as number) < v, `${this.actual} < ${v}`); }
   toBeLessThanOrEqual(v: number) { this.check((this.actual as number) <= v, `${this.actual} <= ${v}`); }
   toBeGreaterThan(v: number) { this.check((this.actual as number) > v, `${this.actual} > ${v}`); }

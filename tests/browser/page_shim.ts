@@ -27,6 +27,7 @@ export function test(name: string, fn: Fn, _timeout?: number | { timeout?: numbe
   registered.push({ name: [...prefix, name].join(" > "), fn });
 }
 test.skip = (_name: string, _fn: Fn) => {};
+test.skipIf = (cond: unknown) => (cond ? test.skip : test);
 export const it = test;
 export const beforeAll = (fn: Fn) => void beforeAlls.push(fn);
 export const afterAll = (fn: Fn) => void afterAlls.push(fn);
