@@ -49,7 +49,7 @@ function relativeImports(file: string, text: string): [string, number][] {
 function sourceFiles(dir = ""): string[] {
   const out: string[] = [];
   for (const e of readdirSync(join(ROOT, dir), { withFileTypes: true })) {
-    if (e.name.startsWith(".") || e.name === "node_modules") continue;
+    if (e.name.startsWith(".") || e.name === "node_modules" || e.name === "dist") continue;
     const rel = dir ? `${dir}/${e.name}` : e.name;
     if (e.isDirectory()) out.push(...sourceFiles(rel));
     else if (e.name.endsWith(".ts")) out.push(rel);
@@ -71,6 +71,11 @@ describe("layers", () => {
     expect(files.length).toBeGreaterThan(100);
     expect(files).toContain("generate/generation.ts");
     expect(breaches(Object.fromEntries(files.map((f) => [f, readFileSync(join(ROOT, f), "utf8")])))).toEqual([]);
+  });
+
+  test("file names follow one convention: snake_case (.test.ts, .ref.ts and .d.ts suffixes aside)", () => {
+    const odd = sourceFiles().filter((f) => !/^[a-z0-9_]+(\.(test|ref|d))?\.ts$/.test(posix.basename(f)));
+    expect(odd).toEqual([]);
   });
 
   test("every relative import names a file that exists (tsc does not check side-effect imports)", () => {
