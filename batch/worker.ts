@@ -205,7 +205,7 @@ export async function runWorker(o: WorkerOptions): Promise<{ completed: number; 
       if (final) counts.failed++;
       say(`${final ? "failed" : "retry"} ${batch}/${job.id} (attempt ${job.attemptsMade}): ${err.message.split("\n")[0]}`);
     });
-    w.on("error", (err) => say(`redis: ${String(err.message).split("\n")[0]}`));
+    w.on("error", (err) => say(`worker error: ${String(err.message).split("\n")[0]}`)); // e.g. Redis away, a lapsed lock
     return w;
   });
 
