@@ -38,9 +38,19 @@ async function spawnCli(args: string[]): Promise<{ child: Child; out: () => stri
   let stdout = "", stderr = "";
   child.stdout.on("data", (d) => (stdout += new TextDecoder().decode(d)));
   child.stderr.on("data", (d) => (stderr += new TextDecoder().decode(d)));
-  const done = new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => child.on("close", (code) => resolve({ code, stdout, stderr })));
+  running.add(child);
+  const done = new Promise<{ code: number; stdout: string; stderr: string }>((resolve) =>
+    child.on("close", (code) => {
+      running.delete(child);
+      resolve({ code, stdout, stderr });
+    })
+  );
   return { child, out: () => stdout, done };
 }
+
+/** Children still running; a failed test kills them, so no worker outlives it. */
+const running = new Set<Child>();
+const killChildren = () => running.forEach((c) => proc.kill(c.pid, "SIGKILL"));
 
 const cli = async (args: string[]) => (await spawnCli(args)).done;
 
@@ -129,6 +139,7 @@ describe("batch input", () => {
       const s = await batchStatus({ queue: redis.url, name: "bad" });
       expect([s.waiting, s.active, s.done, s.failed]).toEqual([0, 0, 0, 0]);
     } finally {
+      killChildren();
       await redis.close();
     }
   }, 120_000);
@@ -222,6 +233,7 @@ describe("batch runs", () => {
       expect(html.match(/<h2>/g)?.length).toBe(4);
       expect(html.match(/<img src="\.\.\/out\/set\/[^"]+\.png"/g)?.length).toBe(16);
     } finally {
+      killChildren();
       await redis.close();
     }
   }, 900_000);
@@ -274,6 +286,7 @@ describe("batch runs", () => {
       expect(md).toMatch(/^\| random \| 24 \| 1 \| 0 \|/m);
       expect(md).toMatch(/## Failed jobs\n\n- random-[0-9a-f]+ \(random, seed 0, "a bird"\): .*no-such-model/);
     } finally {
+      killChildren();
       await redis.close();
     }
   }, 600_000);
