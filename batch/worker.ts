@@ -23,12 +23,15 @@ import { type GenerationModels, generateWithSearch, imageRgb8, type ModelNames, 
 import { checkBatchName, connection, openQueue, queueUrl } from "./queue.ts";
 import { jobId, type JobSpec } from "./spec.ts";
 
-/** A job's return value: the run log, where the files went, and which worker ran it. */
+/** A job's return value: the run log, where the files went, which worker ran it, and when (ms since the epoch). */
 export interface JobResult {
   log: RunLog;
   image: string;
   json: string;
   worker: string;
+  /** The processor's start and return: the gaps between one job's return and the next one's start are the queue's. */
+  startedAt: number;
+  returnedAt: number;
 }
 
 /** Evals and NFE so far, reported on the job after each scored candidate. */
@@ -141,6 +144,7 @@ export async function runWorker(o: WorkerOptions): Promise<{ completed: number; 
   };
 
   const run = async (batch: string, job: Job<JobSpec, JobResult>, token: string | undefined): Promise<JobResult> => {
+    const startedAt = Date.now();
     const spec = job.data;
     if (jobId(spec) !== job.id) throw new UnrecoverableError(`job ${job.id}: its data does not hash to its id (submitted by another flux2ts version?)`);
     const m = await models.get(spec.models);
@@ -171,7 +175,7 @@ export async function runWorker(o: WorkerOptions): Promise<{ completed: number; 
       const json = `${png.slice(0, -4)}.json`;
       await writeAtomically(png, bytes);
       await writeAtomically(json, JSON.stringify(full, null, 1) + "\n");
-      return { log: full, image: png, json, worker: name };
+      return { log: full, image: png, json, worker: name, startedAt, returnedAt: Date.now() };
     } finally {
       m.pipe.clearPrompts();
     }

@@ -2,7 +2,8 @@
 // step, random search at budget 2) to a private redis-server twice and serves them with 1, then 2 `flux2ts worker`
 // processes. From BullMQ's own job timestamps it reports jobs per minute (first job started → last finished, so
 // model loading and shader compilation are not counted) and the queue's overhead per job: on one worker, the time
-// from a job's finish to that worker's next start (goal < 50 ms), and a job's active time beyond its generation.
+// from a job's return to the next job's start (goal < 50 ms; the workers stamp both in the job's return value), and
+// a job's time beyond its search.
 // Writes bench/batch.json.
 // On a machine whose cores are shared (2 here), two workers compete for the same CPU (lavapipe runs the GPU work on
 // it), so the 2-worker ratio says what the queue adds, not what a second GPU would.
@@ -11,6 +12,7 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
 import { Queue } from "bullmq";
+import type { JobResult } from "../batch/index.ts";
 import { startRedis } from "../tests/batch/redis_server.ts";
 import { FIXTURES } from "../tests/util.ts";
 
@@ -45,16 +47,18 @@ async function measure(url: string, dir: string, workers: number) {
   const jobs = (await queue.getCompleted()).filter(Boolean);
   await queue.close();
   const start = Math.min(...jobs.map((j) => j.processedOn!)), end = Math.max(...jobs.map((j) => j.finishedOn!));
+  // A job's return to the same worker's next start: BullMQ's completion round trip, the next fetch and dispatch.
   const gaps: number[] = [];
   for (const w of new Set(jobs.map((j) => j.processedBy))) {
-    const mine = jobs.filter((j) => j.processedBy === w).sort((a, b) => a.processedOn! - b.processedOn!);
-    for (let i = 1; i < mine.length; i++) gaps.push(mine[i].processedOn! - mine[i - 1].finishedOn!);
+    const mine = jobs.filter((j) => j.processedBy === w).map((j) => j.returnvalue as JobResult).sort((a, b) => a.startedAt - b.startedAt);
+    for (let i = 1; i < mine.length; i++) gaps.push(mine[i].startedAt - mine[i - 1].returnedAt);
   }
   const perJob = jobs.map((j) => (j.finishedOn! - j.processedOn!) / 1000);
-  // BullMQ fetches the next job in the same call that completes one, so the timestamp gap above is 0 by
-  // construction; what a job costs beyond its generation (lock checks, progress, PNG encoding, file writes, the
-  // completion round trip) is its active time minus the generation's own seconds.
-  const outside = jobs.map((j) => j.finishedOn! - j.processedOn! - 1000 * (j.returnvalue as { log: { seconds: number } }).log.seconds);
+  // What a job costs beyond its search (the prompt's encoding, lock checks, PNG encoding, file writes).
+  const outside = jobs.map((j) => {
+    const r = j.returnvalue as JobResult;
+    return r.returnedAt - r.startedAt - 1000 * r.log.seconds;
+  });
   return {
     workers,
     jobs: jobs.length,
@@ -82,8 +86,8 @@ try {
   };
   for (const r of result.runs) {
     console.log(`${r.workers} worker(s): ${r.jobs} jobs, ${r.jobsPerMinute.toFixed(1)} jobs/min (median job ${r.medianJobSeconds.toFixed(2)} s), ` +
-      `finish → next start ${r.queueOverheadMs.median} ms median (${r.queueOverheadMs.max} max), beyond the generation ` +
-      `${r.outsideGenerationMs.median.toFixed(0)} ms median (${r.outsideGenerationMs.max.toFixed(0)} max, first job's model loading included); ${r.wallSecondsWithLoading.toFixed(1)} s in all`);
+      `queue overhead (a job's return → the next one's start) ${r.queueOverheadMs.median} ms median (${r.queueOverheadMs.max} max), ` +
+      `beyond the search ${r.outsideGenerationMs.median.toFixed(0)} ms median (prompt encoding, PNG, files); ${r.wallSecondsWithLoading.toFixed(1)} s in all`);
   }
   console.log(`2 workers / 1 worker: ×${result.speedup2vs1.toFixed(2)} jobs/min (${result.cpus} CPU cores shared by both)`);
   await writeFile(new URL("batch.json", import.meta.url), JSON.stringify(result, null, 1) + "\n");
