@@ -19,13 +19,18 @@ export function checkBatchName(name: string): string {
   return name;
 }
 
-/** Connection options; `worker`: commands wait through a Redis restart instead of failing (BullMQ asks this). */
+/**
+ * Connection options. A worker's commands wait through a Redis restart instead of failing (BullMQ asks this); a
+ * command line's (submit, status, report) fail after about a second, so an unreachable Redis is one clear error.
+ */
 export function connection(url: string, worker = false): ConnectionOptions {
-  return { url, ...(worker ? { maxRetriesPerRequest: null } : {}) };
+  return worker ? { url, maxRetriesPerRequest: null } : { url, maxRetriesPerRequest: 1, retryStrategy: (n: number) => (n > 3 ? null : 250) };
 }
 
-export function openQueue(url: string, name: string): Queue<JobSpec, JobResult> {
-  return new Queue<JobSpec, JobResult>(checkBatchName(name), { connection: connection(url) });
+export function openQueue(url: string, name: string, worker = false): Queue<JobSpec, JobResult> {
+  const queue = new Queue<JobSpec, JobResult>(checkBatchName(name), { connection: connection(url, worker) });
+  queue.on("error", () => {}); // connection errors also reject the commands, which report them
+  return queue;
 }
 
 export interface SubmitOptions {

@@ -214,8 +214,7 @@ export async function runWorker(o: WorkerOptions): Promise<{ completed: number; 
   });
 
   // With `once`, a poll of the batches' counts (the job in hand included) ends the run when nothing is left.
-  const queues = o.once ? o.names.map((n) => openQueue(url, n)) : [];
-  for (const q of queues) q.on("error", () => {}); // a restarting Redis: the poll retries
+  const queues = o.once ? o.names.map((n) => openQueue(url, n, true)) : [];
   const stop = new Promise<void>((resolve) => {
     if (o.signal?.aborted) return resolve();
     o.signal?.addEventListener("abort", () => resolve(), { once: true });

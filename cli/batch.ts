@@ -93,5 +93,11 @@ export async function run(args: string[]): Promise<number> {
   } catch (e) {
     throw new UsageError(`--name: ${(e as Error).message}`);
   }
-  return subs[sub](p, name);
+  try {
+    return await subs[sub](p, name);
+  } catch (e) {
+    const msg = String((e as Error).message).split("\n")[0];
+    if (e instanceof UsageError || !/ECONNREFUSED|ENOTFOUND|EAI_AGAIN|Connection is closed|connect|NOAUTH|WRONGPASS/i.test(msg)) throw e;
+    throw new UsageError(`cannot reach Redis at --queue ${queueUrl(strFlag(p, "queue"))}: ${msg}`, "start redis-server, or give --queue redis://host:port (or set $FLUX2TS_QUEUE)");
+  }
 }

@@ -112,7 +112,7 @@ describe("batch input", () => {
     expect(bootstrapCi([2, 2, 2])).toEqual([2, 2]);
   });
 
-  test.skipIf(NO_REDIS)("bad CSVs are rejected whole, naming the line, and nothing is enqueued (needs redis-server)", async () => {
+  test.skipIf(NO_REDIS)("bad CSVs are rejected whole, naming the line, and nothing is enqueued; an unreachable Redis is one line (needs redis-server)", async () => {
     const redis = await startRedis();
     try {
       const dir = await tempDir();
@@ -138,6 +138,9 @@ describe("batch input", () => {
       }
       const s = await batchStatus({ queue: redis.url, name: "bad" });
       expect([s.waiting, s.active, s.done, s.failed]).toEqual([0, 0, 0, 0]);
+      const gone = await cli(["batch", "status", "--queue", "redis://127.0.0.1:1", "--name", "bad"]);
+      expect(gone.code).toBe(2);
+      expect(gone.stderr).toMatch(/^flux2ts: cannot reach Redis at --queue redis:\/\/127\.0\.0\.1:1: /);
     } finally {
       killChildren();
       await redis.close();
