@@ -1,8 +1,10 @@
 // `flux2ts worker`: serves batches from BullMQ on Redis, one process per GPU (batch/worker.ts). Prints one line per
-// job started, done, retried or failed; SIGINT or SIGTERM finishes the job in hand and exits 0.
+// job started, done, retried or failed; SIGINT or SIGTERM finishes the job in hand and exits 0, a second one exits
+// at once (the job goes back to the queue when its lock lapses).
 import { queueUrl, runWorker } from "../batch/index.ts";
 import { intFlag, parseArgs, strFlag, UsageError } from "./args.ts";
 import { hubFlags } from "./generation_flags.ts";
+import { exit } from "./host.ts";
 import { openDevice } from "./resolve.ts";
 
 export const help = `flux2ts worker --name NAME[,NAME…] --out DIR [options]
@@ -33,7 +35,12 @@ export async function run(args: string[]): Promise<number> {
   const proc = (globalThis as { process?: Proc }).process;
   for (const sig of ["SIGINT", "SIGTERM"]) {
     proc?.on(sig, () => {
-      console.log(`${sig}: finishing the job in hand, then exiting`);
+      if (stop.signal.aborted) {
+        // A second signal (or Redis away, so the job cannot be finished): leave now; BullMQ hands the job on.
+        console.log(`${sig} again: exiting now; the job in hand goes back to the queue when its lock lapses`);
+        exit(0);
+      }
+      console.log(`${sig}: finishing the job in hand, then exiting (signal again to leave at once)`);
       stop.abort();
     });
   }
