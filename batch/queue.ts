@@ -46,6 +46,8 @@ export interface SubmitOptions {
 
 /** Enqueues the jobs not already in the batch; returns how many were added and how many were there before. */
 export async function submitBatch(o: SubmitOptions): Promise<{ submitted: number; existing: number }> {
+  const unhashed = o.jobs.find((j) => j.references?.some((r) => !/^[0-9a-f]{64}$/.test(r.sha256)));
+  if (unhashed) throw new Error(`submitBatch: reference ${unhashed.references!.find((r) => !/^[0-9a-f]{64}$/.test(r.sha256))!.file} has no SHA-256 (fill them with withReferenceHashes)`);
   const queue = openQueue(queueUrl(o.queue), o.name);
   try {
     const byId = new Map(o.jobs.map((j) => [jobId(j), j]));

@@ -4,8 +4,13 @@
 // Design:
 // - Every row is checked in full and errors name the file's line (1-based, as an editor shows it; a quoted cell
 //   may span lines, so a row's line is where it starts).
-// - A job's id is a hash of everything that decides its image (settings with defaults filled in, and the models),
-//   so submitting the same rows again maps to the same ids and BullMQ adds nothing.
+// - A job's id is a hash of everything that decides its image (settings with defaults filled in, the models, and
+//   each reference image's path and SHA-256), so submitting the same rows again maps to the same ids and BullMQ adds
+//   nothing, while an edited reference file makes a new job.
+// - References (editing): a `refs` cell lists paths separated by ";" (empty: the --ref flags). Parsing leaves their
+//   hashes empty; the submitter reads, checks and hashes each file (`withReferenceHashes`) before enqueueing, and
+//   the worker refuses a file whose hash has changed since. A side given neither by a cell nor by a flag is taken
+//   from the first reference after its resize and crop (`fromReference`), as `generate --ref` does.
 import { createHash } from "node:crypto";
 import { type GenerationSettings, SEARCH_NAMES, type SearchName, VERIFIER_NAMES, type VerifierName } from "../generate/index.ts";
 
@@ -16,10 +21,20 @@ export interface BatchModels {
   rewardProcessor: string;
 }
 
+/** A reference image of a job: its path (as on the workers) and the SHA-256 of the file submitted. */
+export interface JobReference {
+  file: string;
+  sha256: string;
+}
+
 /** What one job carries: its generation settings and the models to run them with. */
 export interface JobSpec {
   settings: GenerationSettings;
   models: BatchModels;
+  /** Editing: reference images, in order. */
+  references?: JobReference[];
+  /** Sides the worker takes from the first reference (neither a cell nor a flag gave them). */
+  fromReference?: ("width" | "height")[];
 }
 
 /** Row values that empty cells fall back to (the command's flags); seeds and searches expand. */
@@ -28,9 +43,13 @@ export interface BatchDefaults extends Omit<GenerationSettings, "prompt" | "seed
   searches: SearchName[];
   /** undefined: generate's default (1 for none, else 50). */
   budget?: number;
+  /** Reference images of rows with an empty `refs` cell (the --ref flags). */
+  refs?: string[];
+  /** Whether --width / --height were given; a side that was not comes from the first reference when there is one. */
+  sizeGiven?: { width: boolean; height: boolean };
 }
 
-export const CSV_COLUMNS = ["prompt", "seed", "search", "budget", "verifier", "width", "height", "steps", "guidance", "negative_prompt"] as const;
+export const CSV_COLUMNS = ["prompt", "seed", "search", "budget", "verifier", "width", "height", "steps", "guidance", "negative_prompt", "refs"] as const;
 
 /** A rejected file: `message` names the file and line. */
 export class BatchInputError extends Error {}
@@ -151,16 +170,39 @@ function expand(prompt: Record<string, string>, d: BatchDefaults, models: BatchM
     batch: d.batch,
   };
   const budget = cell("budget") !== undefined ? parseField.budget(cell("budget")!) : d.budget;
+  const refs = cell("refs") !== undefined ? parseRefs(cell("refs")!) : (d.refs ?? []);
+  const fromReference = refs.length ? (["width", "height"] as const).filter((k) => cell(k) === undefined && !d.sizeGiven?.[k]) : [];
   const jobs: JobSpec[] = [];
   for (const seed of seeds) {
     for (const search of searches) {
       const settings: GenerationSettings = { ...common, seed, search, budget: budget ?? (search === "none" ? 1 : 50) };
       for (const k of Object.keys(settings) as (keyof GenerationSettings)[]) if (settings[k] === undefined) delete settings[k];
-      jobs.push({ settings, models });
+      const job: JobSpec = { settings, models };
+      if (refs.length) job.references = refs.map((file) => ({ file, sha256: "" }));
+      if (fromReference.length) job.fromReference = fromReference;
+      jobs.push(job);
     }
   }
   return jobs;
 }
+
+/** "a.png; b.png" → ["a.png", "b.png"]; an empty entry is an error. */
+function parseRefs(v: string): string[] {
+  const refs = v.split(";").map((r) => r.trim());
+  if (refs.some((r) => !r)) throw new Error(`refs "${v}" has an empty entry (paths separated by ";")`);
+  return refs;
+}
+
+/**
+ * Fills each job's reference hashes from `hashes` (path → SHA-256, from reading the files once); every path must
+ * be there. The ids change with them, so call this before `jobId`.
+ */
+export function withReferenceHashes(jobs: readonly JobSpec[], hashes: ReadonlyMap<string, string>): JobSpec[] {
+  return jobs.map((j) => (j.references ? { ...j, references: j.references.map((r) => ({ file: r.file, sha256: hashes.get(r.file)! })) } : j));
+}
+
+/** Every reference path the jobs name, once each, in first-seen order. */
+export const referencePaths = (jobs: readonly JobSpec[]): string[] => [...new Set(jobs.flatMap((j) => j.references?.map((r) => r.file) ?? []))];
 
 /** A prompt-set CSV (header with `prompt`, optional CSV_COLUMNS) → jobs; throws BatchInputError naming the line. */
 export function jobsFromCsv(text: string, file: string, d: BatchDefaults, models: BatchModels): JobSpec[] {

@@ -9,8 +9,9 @@
 //   once), so a run checks it still holds the job before its long part and before writing files.
 // - Models load on the first job and stay while the next jobs name the same ones; the text encoder is kept (prompts
 //   differ per job) and prompt encodings are dropped after each job, so memory does not grow with the prompt set.
-// - A job whose settings cannot run (resolveSettings rejects them) fails at once (UnrecoverableError): retrying
-//   cannot help. Anything else (a model that does not load, out of memory) is retried with backoff.
+// - A job whose settings cannot run (resolveSettings rejects them), or whose reference file is missing, bad or no
+//   longer has the submitted SHA-256, fails at once (UnrecoverableError): retrying cannot help. Anything else (a
+//   model that does not load, out of memory) is retried with backoff.
 import { type Job, UnrecoverableError, Worker } from "bullmq";
 import { Device } from "../core/index.ts";
 import { joinPath, nodeFs } from "../core/platform.ts";
@@ -19,9 +20,38 @@ import { encodePng } from "../core/png.ts";
 import { type HubOptions, resolveModel } from "../hub/index.ts";
 import { PickScore } from "../models/clip/pickscore.ts";
 import { Flux2Pipeline } from "../models/flux2/pipeline.ts";
-import { type GenerationModels, generateWithSearch, imageRgb8, type ModelNames, resolveSettings, type RunLog, runLog } from "../generate/index.ts";
+import {
+  type GenerationModels, type GenerationSettings, generateWithSearch, imageRgb8, loadReferences, type ModelNames, referenceOutputSize, resolveSettings,
+  type RunLog, runLog,
+} from "../generate/index.ts";
 import { checkBatchName, connection, openQueue, queueUrl } from "./queue.ts";
 import { jobId, type JobSpec } from "./spec.ts";
+
+/**
+ * The job's settings with its reference images read from their paths, checked against the submitted SHA-256, and
+ * the sides it takes from the first reference filled in. Throws one line naming the job and the file.
+ */
+async function withReferences(spec: JobSpec, m: GenerationModels, fs: Awaited<ReturnType<typeof nodeFs>>): Promise<GenerationSettings> {
+  if (!spec.references?.length) return spec.settings;
+  const files: { name: string; bytes: Uint8Array }[] = [];
+  for (const r of spec.references) {
+    const bytes = await fs.readFile(r.file).catch((e: Error) => {
+      throw new Error(`reference ${r.file}: ${String(e.message).split("\n")[0]}`);
+    });
+    files.push({ name: r.file, bytes: new Uint8Array(bytes) });
+  }
+  const references = await loadReferences(files);
+  for (const [i, r] of references.entries()) {
+    const want = spec.references[i].sha256;
+    if (r.sha256 !== want) throw new Error(`reference ${r.file} has SHA-256 ${r.sha256}, but the batch was submitted with ${want}: the file changed since`);
+  }
+  const settings: GenerationSettings = { ...spec.settings, references };
+  if (spec.fromReference?.length) {
+    const size = referenceOutputSize(m.pipe, references[0]);
+    for (const side of spec.fromReference) settings[side] = size[side];
+  }
+  return settings;
+}
 
 /** A job's return value: the run log, where the files went, which worker ran it, and when (ms since the epoch). */
 export interface JobResult {
@@ -67,6 +97,7 @@ export interface WorkerOptions {
 /** Keeps one set of models loaded and reloads only when a job names different ones. */
 class LoadedModels {
   private key = "";
+  private encoder = false;
   private models?: GenerationModels;
   private dev?: Device;
 
@@ -77,20 +108,22 @@ class LoadedModels {
     return (this.dev ??= await this.open());
   }
 
-  async get(names: ModelNames): Promise<GenerationModels> {
+  /** The models `names` names; `editing` needs the VAE encoder too (loaded with it once, kept for later jobs). */
+  async get(names: ModelNames, editing: boolean): Promise<GenerationModels> {
     const key = JSON.stringify([names.model, names.rewardModel, names.rewardProcessor]);
-    if (this.models && key === this.key) return this.models;
+    if (this.models && key === this.key && (this.encoder || !editing)) return this.models;
     this.release();
     const dev = await this.device();
     const hub = this.hub ?? {};
     const model = await resolveModel(names.model, hub);
     const reward = await resolveModel(names.rewardModel, hub);
     const processor = await resolveModel(names.rewardProcessor, hub);
-    const pipe = await Flux2Pipeline.load(dev, { dir: model });
+    const pipe = await Flux2Pipeline.load(dev, { dir: model, vaeEncoder: editing });
     try {
       const scorer = await PickScore.load(dev, { model: reward, processor });
       this.models = { pipe, scorer };
       this.key = key;
+      this.encoder = editing;
       return this.models;
     } catch (e) {
       pipe.dispose();
@@ -147,10 +180,12 @@ export async function runWorker(o: WorkerOptions): Promise<{ completed: number; 
     const startedAt = Date.now();
     const spec = job.data;
     if (jobId(spec) !== job.id) throw new UnrecoverableError(`job ${job.id}: its data does not hash to its id (submitted by another flux2ts version?)`);
-    const m = await models.get(spec.models);
+    const m = await models.get(spec.models, !!spec.references?.length);
     await ensureLock(job, token);
+    let settings: GenerationSettings;
     try {
-      resolveSettings(m.pipe, spec.settings);
+      settings = await withReferences(spec, m, fs);
+      resolveSettings(m.pipe, settings);
     } catch (e) {
       throw new UnrecoverableError((e as Error).message);
     }
@@ -159,7 +194,7 @@ export async function runWorker(o: WorkerOptions): Promise<{ completed: number; 
     await fs.mkdir(dir, { recursive: true });
     const png = joinPath(dir, `${job.id}.png`);
     try {
-      const { image, log } = await generateWithSearch(m, spec.settings, {
+      const { image, log } = await generateWithSearch(m, settings, {
         onEvent: async (e) => {
           if (e.kind === "candidate") await job.updateProgress({ evals: e.evals, budget: e.budget, nfe: e.nfe } satisfies JobProgress);
         },

@@ -1,11 +1,14 @@
 // `flux2ts batch submit|status|report`: thin front end over batch/ (BullMQ on Redis). submit reads a prompt set and
 // takes generate's flags as the defaults of empty cells; status and report read the batch back from the queue.
 import { readText } from "../core/platform.ts";
-import { batchReport, batchStatus, BatchInputError, type BatchDefaults, jobsFromCsv, jobsFromPromptLines, parseSeeds, queueUrl, submitBatch } from "../batch/index.ts";
+import {
+  batchReport, batchStatus, BatchInputError, type BatchDefaults, jobsFromCsv, jobsFromPromptLines, parseSeeds, queueUrl, referencePaths, submitBatch,
+  withReferenceHashes,
+} from "../batch/index.ts";
 import { checkBatchName } from "../batch/queue.ts";
 import { parseSearches } from "../batch/spec.ts";
 import { intFlag, type Parsed, parseArgs, strFlag, UsageError } from "./args.ts";
-import { imageSettings, MODEL_FLAGS, modelNames, SETTING_FLAGS } from "./generation_flags.ts";
+import { imageSettings, MODEL_FLAGS, modelNames, readReferences, SETTING_FLAGS } from "./generation_flags.ts";
 import { formatSeconds } from "../generate/index.ts";
 
 export const help = `flux2ts batch submit --name NAME (--csv FILE | --prompts FILE) [generate's flags as defaults]
@@ -18,7 +21,10 @@ Prompt-set runs on BullMQ + Redis: one job per (prompt, seed, search, settings),
   --name name          the batch (letters, digits, . _ -)
 submit:
   --csv file           header + rows; column prompt, optional seed, search, budget, verifier, width, height,
-                       steps, guidance, negative_prompt (empty cells take the flags)
+                       steps, guidance, negative_prompt, refs (empty cells take the flags)
+  --ref file           reference image of rows with an empty refs cell (repeat for several; a refs cell lists
+                       paths separated by ";"): editing, as generate --ref; each file's SHA-256 goes into the job
+                       id, and workers read the same paths and refuse a file that has changed
   --prompts file       one prompt per line instead
   --seeds 0-9          seeds of rows without one: a range, a list or both (default 0)
   --search ses,random  searches of rows without one (default none); each expands into its own job
@@ -42,7 +48,10 @@ async function submit(p: Parsed, name: string): Promise<number> {
     }
   };
   const budget = p.flags.has("budget") ? intFlag(p, "budget", 1, 1, 1_000_000) : undefined;
-  const defaults: BatchDefaults = { ...imageSettings(p), seeds: parse("seeds", parseSeeds, "0"), searches: parse("search", parseSearches, "none"), budget };
+  const defaults: BatchDefaults = {
+    ...imageSettings(p), seeds: parse("seeds", parseSeeds, "0"), searches: parse("search", parseSearches, "none"), budget,
+    refs: p.lists.get("ref"), sizeGiven: { width: p.flags.has("width"), height: p.flags.has("height") },
+  };
   let text: string;
   try {
     text = await readText(file);
@@ -56,6 +65,9 @@ async function submit(p: Parsed, name: string): Promise<number> {
     if (e instanceof BatchInputError) throw new UsageError(e.message, "nothing was submitted; fix the line and submit again");
     throw e;
   }
+  // Each reference file is read, checked (as generate --ref does) and hashed once; the hashes go into the job ids.
+  const refs = await readReferences(referencePaths(jobs));
+  jobs = withReferenceHashes(jobs, new Map(refs.map((r) => [r.file, r.sha256])));
   const r = await submitBatch({ queue: queueUrl(strFlag(p, "queue")), name, jobs, attempts: intFlag(p, "attempts", 3, 1, 100), backoffMs: intFlag(p, "backoff", 10_000, 0, 86_400_000) });
   console.log(`submitted ${r.submitted} jobs (${r.existing} already there)`);
   return 0;
@@ -84,7 +96,7 @@ export async function run(args: string[]): Promise<number> {
   const [sub, ...rest] = args;
   const subs: Record<string, (p: Parsed, name: string) => Promise<number>> = { submit, status, report };
   if (!sub || !subs[sub]) throw new UsageError(`batch needs a subcommand: submit, status or report${sub ? `, got "${sub}"` : ""}`, "flux2ts batch --help");
-  const p = parseArgs(rest, ["queue", "name", "csv", "prompts", "seeds", "search", "out", "attempts", "backoff", ...SETTING_FLAGS, ...MODEL_FLAGS]);
+  const p = parseArgs(rest, ["queue", "name", "csv", "prompts", "seeds", "search", "out", "attempts", "backoff", "ref", ...SETTING_FLAGS, ...MODEL_FLAGS]);
   if (p.positionals.length) throw new UsageError(`unexpected argument "${p.positionals[0]}"`);
   const name = strFlag(p, "name");
   if (!name) throw new UsageError(`batch ${sub} needs --name NAME`);

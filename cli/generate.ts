@@ -15,8 +15,6 @@ import {
   type GenerationSettings,
   generateWithSearch,
   imageRgb8,
-  type LoadedReference,
-  loadReferences,
   referenceOutputSize,
   replayGeneration,
   resolveSettings,
@@ -26,7 +24,7 @@ import { type ModelNames, type RunLog, runLog, stem } from "../generate/index.ts
 import { SEARCH_NAMES } from "../search/by_name.ts";
 import { intFlag, type Parsed, parseArgs, strFlag, UsageError } from "./args.ts";
 import { contactSheet } from "./contact_sheet.ts";
-import { budgetFlag, choice, hubFlags, imageSettings, MODEL_FLAGS, modelNames, SETTING_FLAGS } from "./generation_flags.ts";
+import { budgetFlag, choice, hubFlags, imageSettings, MODEL_FLAGS, modelNames, readReferences, SETTING_FLAGS } from "./generation_flags.ts";
 import { ProgressLine } from "./progress.ts";
 import { locateModel, openDevice } from "./resolve.ts";
 
@@ -81,24 +79,6 @@ async function promptOf(p: Parsed): Promise<string> {
   if (text === undefined) throw new UsageError("generate needs --prompt (or --prompt-file)", 'flux2ts generate --prompt "a red fox in snow" --out fox.png');
   if (!text.trim()) throw new UsageError("--prompt is empty");
   return text;
-}
-
-/** Reads, decodes, checks and hashes reference files; any problem is a UsageError naming the file. */
-async function readReferences(paths: readonly string[]): Promise<LoadedReference[]> {
-  const fs = await nodeFs();
-  const files: { name: string; bytes: Uint8Array }[] = [];
-  for (const name of paths) {
-    try {
-      files.push({ name, bytes: new Uint8Array(await fs.readFile(name)) });
-    } catch (e) {
-      throw new UsageError(`cannot read --ref ${name}: ${String((e as Error).message).split("\n")[0]}`);
-    }
-  }
-  try {
-    return await loadReferences(files);
-  } catch (e) {
-    throw new UsageError(`--ref ${String((e as Error).message).split("\n")[0]}`, "a PNG or JPEG image with both sides ≥ 64 px and an aspect ratio ≤ 8");
-  }
 }
 
 /**

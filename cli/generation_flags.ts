@@ -1,6 +1,7 @@
 // The generation flags `generate` and `batch submit` share (batch takes them as the defaults of empty CSV cells):
 // one parser per flag with generate's messages, and the model flags every model-running command takes.
-import { type ModelNames, VERIFIER_NAMES, type VerifierName } from "../generate/index.ts";
+import { nodeFs } from "../core/platform.ts";
+import { type LoadedReference, loadReferences, type ModelNames, VERIFIER_NAMES, type VerifierName } from "../generate/index.ts";
 import { intFlag, type Parsed, strFlag, UsageError } from "./args.ts";
 
 /** Valued flags of the image settings and the models; `offline` is the one boolean. */
@@ -52,3 +53,21 @@ export function modelNames(p: Parsed, defaults: ModelNames = { model: "klein-4b"
 }
 
 export const hubFlags = (p: Parsed) => ({ endpoint: strFlag(p, "endpoint"), offline: p.flags.has("offline") });
+
+/** Reads, decodes, checks and hashes reference files; any problem is a UsageError naming the file. */
+export async function readReferences(paths: readonly string[]): Promise<LoadedReference[]> {
+  const fs = await nodeFs();
+  const files: { name: string; bytes: Uint8Array }[] = [];
+  for (const name of paths) {
+    try {
+      files.push({ name, bytes: new Uint8Array(await fs.readFile(name)) });
+    } catch (e) {
+      throw new UsageError(`cannot read --ref ${name}: ${String((e as Error).message).split("\n")[0]}`);
+    }
+  }
+  try {
+    return await loadReferences(files);
+  } catch (e) {
+    throw new UsageError(`--ref ${String((e as Error).message).split("\n")[0]}`, "a PNG or JPEG image with both sides ≥ 64 px and an aspect ratio ≤ 8");
+  }
+}

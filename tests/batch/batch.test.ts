@@ -6,13 +6,13 @@
 // no partial files; a job that fails after its attempts with its message in status and report; the report's
 // numbers recomputed from results.csv.
 import { describe, expect, test } from "bun:test";
-import { joinPath, runtime } from "../../core/index.ts";
+import { fileUrlToPath, joinPath, runtime } from "../../core/index.ts";
 import { encodePng } from "../../core/png.ts";
-import { batchStatus, bootstrapCi, jobId, type JobSpec, median, parseCsv, parseSeeds } from "../../batch/index.ts";
+import { batchStatus, bootstrapCi, jobId, jobsFromCsv, type JobSpec, median, parseCsv, parseSeeds, referencePaths, withReferenceHashes } from "../../batch/index.ts";
 
 import { PickScore } from "../../models/clip/pickscore.ts";
 import { Flux2Pipeline } from "../../models/flux2/pipeline.ts";
-import { generateWithSearch, imageRgb8, runLog } from "../../generate/index.ts";
+import { generateWithSearch, imageRgb8, loadReferences, referenceOutputSize, runLog } from "../../generate/index.ts";
 import { FIXTURES, testDevice } from "../util.ts";
 import { hasRedis, startRedis } from "./redis_server.ts";
 
@@ -102,6 +102,20 @@ describe("batch input", () => {
     expect(jobId(a)).toMatch(/^ses-[0-9a-f]{20}$/);
     expect(jobId({ ...a, settings: { ...a.settings, seed: 2 } })).not.toBe(jobId(a));
     expect(jobId({ ...a, models: { ...MODELS, model: "klein-4b" } })).not.toBe(jobId(a));
+  });
+
+  test("a refs column: paths split on \";\", sides from the first reference unless given, hashes in the job id", () => {
+    const d = { seeds: [0], searches: ["random" as const], width: 1024, height: 1024, verifier: "pickscore" as const, batch: 1, refs: ["flag.png"], sizeGiven: { width: false, height: true } };
+    const [a, b] = jobsFromCsv("prompt,refs,width\na cat, a.png ; b.png ,\na dog,,64\n", "f.csv", d, MODELS);
+    expect(a.references).toEqual([{ file: "a.png", sha256: "" }, { file: "b.png", sha256: "" }]);
+    expect(a.fromReference).toEqual(["width"]);
+    expect(b.references).toEqual([{ file: "flag.png", sha256: "" }]);
+    expect(b.fromReference).toBeUndefined();
+    expect(referencePaths([a, b])).toEqual(["a.png", "b.png", "flag.png"]);
+    const hashed = (h: string) => withReferenceHashes([a], new Map([["a.png", h], ["b.png", "1".repeat(64)]]))[0];
+    expect(hashed("0".repeat(64)).references![0].sha256).toBe("0".repeat(64));
+    expect(jobId(hashed("0".repeat(64)))).not.toBe(jobId(hashed("2".repeat(64))));
+    expect(() => jobsFromCsv("prompt,refs\na cat,a.png;;b.png\n", "f.csv", d, MODELS)).toThrow(/f\.csv:2: refs "a\.png;;b\.png" has an empty entry/);
   });
 
   test("report statistics: median and a bootstrap interval around the mean", () => {
@@ -288,6 +302,56 @@ describe("batch runs", () => {
       expect(md).toMatch(/^\| random \| 2 \| 2 \| 1 \|/m);
       expect(md).toMatch(/^\| random \| 24 \| 1 \| 0 \|/m);
       expect(md).toMatch(/## Failed jobs\n\n- random-[0-9a-f]+ \(random, seed 0, "a bird"\): .*no-such-model/);
+    } finally {
+      killChildren();
+      await redis.close();
+    }
+  }, 600_000);
+  test.skipIf(NO_REDIS)("editing jobs: a refs column's files are hashed at submit, the PNG is what generation gives with them, a changed file fails its job (needs redis-server)", async () => {
+    const redis = await startRedis();
+    const dir = await tempDir();
+    try {
+      const { copyFile, writeFile } = await import("node:fs/promises");
+      const data = fileUrlToPath(new URL("../cli/data/", import.meta.url));
+      const refA = joinPath(dir, "ref_a.png"), refB = joinPath(dir, "ref_b.png");
+      await copyFile(joinPath(data, "ref_a.png"), refA);
+      await copyFile(joinPath(data, "ref_b.png"), refB);
+      const csv = await write(joinPath(dir, "edit.csv"), `prompt,refs\nmake it blue,${refA};${refB}\nmake it red,${refB}\n`);
+      const submit = ["batch", "submit", "--queue", redis.url, "--name", "edit", "--csv", csv, "--search", "random", "--budget", "2", "--steps", "1", ...MODEL_ARGS];
+      expect((await cli(submit)).stdout).toBe("submitted 2 jobs (0 already there)\n");
+      // The second row's file changes before any worker runs: its job must fail, naming the file.
+      await writeFile(refB, await read(joinPath(data, "ref_a.png")));
+      const out = joinPath(dir, "out");
+      const r = await cli(["worker", "--queue", redis.url, "--name", "edit", "--out", out, "--once"]);
+      if (r.code !== 0) console.log(r.stdout, r.stderr);
+      expect(r.stdout).toMatch(/worker done: 0 jobs completed, 2 failed/);
+      const status = await cli(["batch", "status", "--queue", redis.url, "--name", "edit"]);
+      expect(status.stdout).toMatch(/failed random-[0-9a-f]+: reference .*ref_b\.png has SHA-256 [0-9a-f]{64}, but the batch was submitted with [0-9a-f]{64}: the file changed since/);
+
+      // With the files as submitted, a fresh batch runs; its first job's PNG is what generation gives in-process.
+      await copyFile(joinPath(data, "ref_b.png"), refB);
+      expect((await cli([...submit.slice(0, 5), "edit2", ...submit.slice(6)])).stdout).toBe("submitted 2 jobs (0 already there)\n");
+      const ok = await cli(["worker", "--queue", redis.url, "--name", "edit2", "--out", out, "--once"]);
+      expect(ok.stdout).toMatch(/worker done: 2 jobs completed, 0 failed/);
+      const job = /^done edit2\/(\S+)/m.exec(ok.stdout)![1];
+      const logged = JSON.parse(new TextDecoder().decode(await read(joinPath(out, "edit2", `${job}.json`))));
+      const files = logged.settings.references.map((x: { file: string }) => x.file);
+      const dev = await testDevice();
+      const pipe = await Flux2Pipeline.load(dev, { dir: MODELS.model, vaeEncoder: true });
+      const scorer = await PickScore.load(dev, { model: MODELS.rewardModel, processor: MODELS.rewardProcessor });
+      try {
+        const references = await loadReferences(await Promise.all(files.map(async (f: string) => ({ name: f, bytes: await read(f) }))));
+        const size = referenceOutputSize(pipe, references[0]);
+        expect([logged.settings.width, logged.settings.height]).toEqual([size.width, size.height]);
+        const settings = { prompt: logged.settings.prompt, ...size, steps: 1, seed: 0, search: "random" as const, budget: 2, verifier: "pickscore" as const, batch: 1, references };
+        const { image } = await generateWithSearch({ pipe, scorer }, settings);
+        const png = encodePng(await imageRgb8(image));
+        image.dispose();
+        expect(Array.from(await read(joinPath(out, "edit2", `${job}.png`)))).toEqual(Array.from(png));
+      } finally {
+        pipe.dispose();
+        scorer.dispose();
+      }
     } finally {
       killChildren();
       await redis.close();
