@@ -24,7 +24,7 @@ const ALLOWED: Record<string, string[]> = {
   generate: ["core", "hub", "kernels", "models", "search"],
   web: LIBRARY,
   cli: [...LIBRARY, "batch", "bench"],
-  batch: [...LIBRARY, "cli"],
+  batch: LIBRARY,
 };
 
 /** Files besides cli/bench.ts that import from bench/: none may. */
