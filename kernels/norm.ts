@@ -9,12 +9,14 @@
 //   template in statistics mode writes (mean, M2) per chunk over many workgroups, a row kernel combines each
 //   group's chunks with Chan's pairwise formula, and an elementwise pass normalises (affine, optional SiLU).
 //   The first two are also exported as groupNormStats, so a consumer can normalise while loading (conv2d).
+// - rmsNorm and layerNorm rows of a multiple of 4 columns load and store vec4f (a quarter of the loads and bounds
+//   checks, vec4 partial sums), laid out by vec4RowLayout; other rows and GroupNorm take the scalar variant.
 // - Weights/biases may be f32, bf16 or f16 (decoded by wgslLoad); each presence/dtype is a pipeline variant,
 //   the fused SiLU is a uniform flag.
 import { type DType, grid1d, Tensor, uniforms, wgslArrayType, wgslLoad } from "../core/index.ts";
 import { expectDType, expectSameDevice, expectShape, rowsCols } from "./check.ts";
 import { activationWgsl } from "./elementwise.ts";
-import { ROW_FIELDS, rowGrid, rowLayout, type RowLayout, rowValues, wgslRowMain, wgslSegReduce } from "./reduce.ts";
+import { ROW_FIELDS, rowGrid, rowLayout, type RowLayout, rowValues, vec4RowLayout, wgslRowMain, wgslSegReduce } from "./reduce.ts";
 
 /** GroupNorm groups longer than this are reduced by several workgroups (32 elements per thread each). */
 const GN_CHUNK = 256 * 32;
@@ -30,16 +32,24 @@ interface Affine {
   silu?: boolean;
 }
 
-/** Bindings (from `first`) and loaders of the optional weight and bias, and the WGSL lines applying them to `y`. */
-function affineWgsl(first: number, a: Affine): { decls: string; apply: (idx: string) => string } {
+/**
+ * Bindings (from `first`) and loaders of the optional weight and bias, and the WGSL lines applying them to `y`
+ * (a vec4f of the elements from IDX on when `width` is 4; the fused SiLU is scalar-only).
+ */
+function affineWgsl(first: number, a: Affine, width: 1 | 4 = 1): { decls: string; apply: (idx: string) => string } {
   const decls: string[] = [];
   const lines: string[] = [];
   let k = first;
-  for (const [name, dt, line] of [["w", a.w, "y = y * load_w(IDX);"], ["b", a.b, "y = y + load_b(IDX);"]] as const) {
+  const load = width === 4 ? "load4" : "load";
+  for (const [name, dt, op] of [["w", a.w, "*"], ["b", a.b, "+"]] as const) {
     if (!dt) continue;
     decls.push(`@group(0) @binding(${k++}) var<storage, read> ${name}buf: array<${wgslArrayType(dt)}>;`, wgslLoad(name, `${name}buf`, dt));
-    lines.push(line);
+    if (width === 4) {
+      decls.push(`fn load4_${name}(i: u32) -> vec4f { return vec4f(load_${name}(i), load_${name}(i + 1u), load_${name}(i + 2u), load_${name}(i + 3u)); }`);
+    }
+    lines.push(`y = y ${op} ${load}_${name}(IDX);`);
   }
+  if (a.silu && width === 4) throw new Error("rowNorm: the fused SiLU has no vec4 variant");
   if (a.silu) {
     decls.push(activationWgsl("silu", "silu"));
     lines.push("if (u.silu != 0u) { y = silu(y); }");
@@ -60,27 +70,32 @@ interface RowNorm {
   /** Affine parameter index: the column, or the NCHW channel of a GroupNorm row. */
   index: "col" | "channel";
   affine: Affine;
+  /** Elements per load and store: 4 (vec4f, the layout then counts vec4s) needs rows of a multiple of 4 columns. */
+  width: 1 | 4;
 }
 
 function rowNormWgsl(o: RowNorm): string {
-  const aff = affineWgsl(3, o.affine);
+  const v4 = o.width === 4;
+  const T = v4 ? "vec4f" : "f32";
+  const hsum = (e: string) => (v4 ? `dot(${e}, vec4f(1.0))` : e);
+  const aff = affineWgsl(3, o.affine, o.width);
   const stats = o.mode === "stats";
-  const idx = o.index === "col" ? "i" : "(r % u.G) * u.Cg + i / u.HW";
+  const idx = o.index === "col" ? (v4 ? "4u * i" : "i") : "(r % u.G) * u.Cg + i / u.HW";
   const xc = o.center ? "(x[base + i] - hi - lo)" : "x[base + i]";
   return `
 ${ROW_NORM.wgsl}
-@group(0) @binding(1) var<storage, read_write> out: array<${stats ? "vec2f" : "f32"}>;
-@group(0) @binding(2) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read_write> out: array<${stats ? "vec2f" : T}>;
+@group(0) @binding(2) var<storage, read> x: array<${T}>;
 ${aff.decls}
 ${SUM2}
 ${wgslRowMain(`
-  let nf = f32(n);
+  let nf = f32(n * ${o.width}u);
   ${o.center ? `
-  var s = 0.0;
+  var s = ${T}(0.0);
   for (var i = lane; i < n; i += seg) { s += x[base + i]; }
-  let hi = reduce_sum2(tid, seg, vec2f(s, 0.0)).x / nf;` : "let hi = 0.0;"}
+  let hi = reduce_sum2(tid, seg, vec2f(${hsum("s")}, 0.0)).x / nf;` : "let hi = 0.0;"}
   var acc = vec2f(0.0);
-  for (var i = lane; i < n; i += seg) { let d = x[base + i] - hi; acc += vec2f(d, d * d); }
+  for (var i = lane; i < n; i += seg) { let d = x[base + i] - hi; acc += vec2f(${hsum("d")}, ${v4 ? "dot(d, d)" : "d * d"}); }
   acc = reduce_sum2(tid, seg, acc);
   ${o.center ? "let lo = acc.x / nf; let m2 = max(acc.y - acc.x * lo, 0.0);" : "let m2 = acc.y;"}
   ${stats ? "if (live && lane == 0u) { out[row] = vec2f(hi + lo, m2); }" : `
@@ -118,8 +133,10 @@ function lastDimNorm(what: string, center: boolean, x: Tensor, w: OptTensor, b: 
   const affine = { w: checkParam(w, x, `${what} weight`, len), b: checkParam(b, x, `${what} bias`, len) };
   const out = Tensor.empty(x.dev, x.shape);
   if (out.size) {
-    const o: RowNorm = { center, mode: "y", index: "col", affine };
-    runRowNorm(x, out, rowLayout(rows, len), o, eps, { G: 1, Cg: 1, HW: 1 }, false, w, b);
+    const width = len % 4 ? 1 : 4;
+    const o: RowNorm = { center, mode: "y", index: "col", affine, width };
+    const l = width === 4 ? vec4RowLayout(x.dev, rows, len) : rowLayout(rows, len);
+    runRowNorm(x, out, l, o, eps, { G: 1, Cg: 1, HW: 1 }, false, w, b);
   }
   return out;
 }
@@ -200,7 +217,7 @@ function groupStats(x: Tensor, g: GroupShape & { B: number }, eps: number): Tens
   const rows = g.B * g.G, len = g.Cg * g.HW;
   const l = rowLayout(rows, len, GN_CHUNK);
   const parts = Tensor.empty(dev, [rows, l.nChunks, 2]);
-  runRowNorm(x, parts, l, { center: true, mode: "stats", index: "channel", affine: {} }, 0, g, false, null, null);
+  runRowNorm(x, parts, l, { center: true, mode: "stats", index: "channel", affine: {}, width: 1 }, 0, g, false, null, null);
   const stats = Tensor.empty(dev, [g.B, g.G, 2]);
   const lc = rowLayout(rows, l.nChunks);
   const uni = GN_COMBINE.pack({ ...rowValues(lc), groupLen: len, groupChunk: GN_CHUNK, eps });
@@ -236,7 +253,7 @@ export function groupNorm(x: Tensor, groups: number, weight: OptTensor, bias: Op
   const out = Tensor.empty(dev, x.shape);
   if (!out.size) return out;
   if (len <= GN_CHUNK) {
-    runRowNorm(x, out, rowLayout(B * groups, len), { center: true, mode: "y", index: "channel", affine }, opts.eps, g, silu, weight, bias);
+    runRowNorm(x, out, rowLayout(B * groups, len), { center: true, mode: "y", index: "channel", affine, width: 1 }, opts.eps, g, silu, weight, bias);
     return out;
   }
   const stats = groupStats(x, g, opts.eps);

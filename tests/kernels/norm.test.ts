@@ -4,7 +4,9 @@ import { groupNorm, layerNorm, rmsNorm } from "../../kernels/norm.ts";
 import * as ref from "../../kernels/norm.ref.ts";
 import { assertClose, rand, testDevice } from "../util.ts";
 
-const LENS = [1, 3, 127, 128, 129, 1000, 4097];
+// Multiples of 4 take the vec4 variant (from one vec4 per row to 2049, segments of 1 to 32 threads on a CPU
+// adapter), the rest the scalar one.
+const LENS = [1, 3, 4, 12, 127, 128, 129, 1000, 3072, 4097, 8196];
 const manyRows = (len: number) => Math.max(2, Math.ceil(20000 / len));
 
 describe("norm", () => {
