@@ -9,8 +9,9 @@
 //   template in statistics mode writes (mean, M2) per chunk over many workgroups, a row kernel combines each
 //   group's chunks with Chan's pairwise formula, and an elementwise pass normalises (affine, optional SiLU).
 //   The first two are also exported as groupNormStats, so a consumer can normalise while loading (conv2d).
-// - rmsNorm and layerNorm rows of a multiple of 4 columns load and store vec4f (a quarter of the loads and bounds
-//   checks, vec4 partial sums), laid out by vec4RowLayout; other rows and GroupNorm take the scalar variant.
+// - rmsNorm and layerNorm rows of a multiple of 4 columns, and big GroupNorm groups whose planes (H·W) are, load
+//   and store vec4f (a quarter of the loads and bounds checks, vec4 partial sums), laid out by vec4RowLayout;
+//   other rows and small GroupNorm groups take the scalar variant.
 // - Weights/biases may be f32, bf16 or f16 (decoded by wgslLoad); each presence/dtype is a pipeline variant,
 //   the fused SiLU is a uniform flag.
 import { type DType, grid1d, Tensor, uniforms, wgslArrayType, wgslLoad } from "../core/index.ts";
@@ -20,7 +21,7 @@ import { ROW_FIELDS, rowGrid, rowLayout, type RowLayout, rowValues, vec4RowLayou
 
 /** GroupNorm groups longer than this are reduced by several workgroups (32 elements per thread each). */
 const GN_CHUNK = 256 * 32;
-/** Elements per workgroup of the GroupNorm apply pass (4 per thread). */
+/** Elements (vec4s when the planes allow) per workgroup of the GroupNorm apply pass (4 per thread). */
 const GN_BLOCK = 1024;
 
 type OptTensor = Tensor | null | undefined;
@@ -33,10 +34,11 @@ interface Affine {
 }
 
 /**
- * Bindings (from `first`) and loaders of the optional weight and bias, and the WGSL lines applying them to `y`
- * (a vec4f of the elements from IDX on when `width` is 4; the fused SiLU is scalar-only).
+ * Bindings (from `first`) and loaders of the optional weight and bias, and the WGSL lines applying them to `y`.
+ * Width 4: y is a vec4f, the parameters those of the elements from IDX on, or one value for all four when
+ * `apply` is told `broadcast` (a GroupNorm channel).
  */
-function affineWgsl(first: number, a: Affine, width: 1 | 4 = 1): { decls: string; apply: (idx: string) => string } {
+function affineWgsl(first: number, a: Affine, width: 1 | 4 = 1): { decls: string; apply: (idx: string, broadcast?: boolean) => string } {
   const decls: string[] = [];
   const lines: string[] = [];
   let k = first;
@@ -47,14 +49,16 @@ function affineWgsl(first: number, a: Affine, width: 1 | 4 = 1): { decls: string
     if (width === 4) {
       decls.push(`fn load4_${name}(i: u32) -> vec4f { return vec4f(load_${name}(i), load_${name}(i + 1u), load_${name}(i + 2u), load_${name}(i + 3u)); }`);
     }
-    lines.push(`y = y ${op} ${load}_${name}(IDX);`);
+    lines.push(`y = y ${op} LOAD_${name}(IDX);`);
   }
-  if (a.silu && width === 4) throw new Error("rowNorm: the fused SiLU has no vec4 variant");
   if (a.silu) {
     decls.push(activationWgsl("silu", "silu"));
-    lines.push("if (u.silu != 0u) { y = silu(y); }");
+    lines.push(`if (u.silu != 0u) { y = ${width === 4 ? "vec4f(silu(y.x), silu(y.y), silu(y.z), silu(y.w))" : "silu(y)"}; }`);
   }
-  return { decls: decls.join("\n"), apply: (idx) => lines.join(" ").replaceAll("IDX", idx) };
+  return {
+    decls: decls.join("\n"),
+    apply: (idx, broadcast = false) => lines.join(" ").replaceAll("IDX", idx).replaceAll("LOAD_", broadcast ? "load_" : `${load}_`),
+  };
 }
 
 const ROW_NORM = uniforms("rowNorm", { ...ROW_FIELDS, eps: "f32", G: "u32", Cg: "u32", HW: "u32", silu: "u32" });
@@ -172,12 +176,14 @@ ${wgslRowMain(`
   acc = reduce_chan(tid, seg, acc);
   if (live && lane == 0u) { stats[row] = vec2f(acc.y, inverseSqrt(acc.z / acc.x + u.eps)); }`)}`;
 
-function gnApplyWgsl(a: Affine): string {
-  const aff = affineWgsl(4, a);
+/** The apply pass; width 4 reads planes of a multiple of 4 as vec4f (u.HW then counts vec4s). */
+function gnApplyWgsl(a: Affine, width: 1 | 4): string {
+  const aff = affineWgsl(4, a, width);
+  const T = width === 4 ? "vec4f" : "f32";
   return `
 ${GN_APPLY.wgsl}
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;
-@group(0) @binding(2) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read_write> out: array<${T}>;
+@group(0) @binding(2) var<storage, read> x: array<${T}>;
 @group(0) @binding(3) var<storage, read> stats: array<vec2f>;
 ${aff.decls}
 @compute @workgroup_size(256)
@@ -193,7 +199,7 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: v
     let i = first + k * 256u;
     if (i < u.HW) {
       var y = (x[base + i] - st.x) * st.y;
-      ${aff.apply("c")}
+      ${aff.apply("c", true)}
       out[base + i] = y;
     }
   }
@@ -215,9 +221,10 @@ function groupShape(x: Tensor, groups: number, what: string): GroupShape & { B: 
 function groupStats(x: Tensor, g: GroupShape & { B: number }, eps: number): Tensor {
   const dev = x.dev;
   const rows = g.B * g.G, len = g.Cg * g.HW;
-  const l = rowLayout(rows, len, GN_CHUNK);
+  const width = g.HW % 4 ? 1 : 4; // then every chunk (GN_CHUNK) and group is whole vec4s too
+  const l = width === 4 ? vec4RowLayout(dev, rows, len, GN_CHUNK) : rowLayout(rows, len, GN_CHUNK);
   const parts = Tensor.empty(dev, [rows, l.nChunks, 2]);
-  runRowNorm(x, parts, l, { center: true, mode: "stats", index: "channel", affine: {}, width: 1 }, 0, g, false, null, null);
+  runRowNorm(x, parts, l, { center: true, mode: "stats", index: "channel", affine: {}, width }, 0, g, false, null, null);
   const stats = Tensor.empty(dev, [g.B, g.G, 2]);
   const lc = rowLayout(rows, l.nChunks);
   const uni = GN_COMBINE.pack({ ...rowValues(lc), groupLen: len, groupChunk: GN_CHUNK, eps });
@@ -257,10 +264,11 @@ export function groupNorm(x: Tensor, groups: number, weight: OptTensor, bias: Op
     return out;
   }
   const stats = groupStats(x, g, opts.eps);
-  const blocks = Math.ceil(HW / GN_BLOCK);
-  const uni = GN_APPLY.pack({ planes: B * C, HW, C, Cg: g.Cg, blocks, silu: silu ? 1 : 0 });
+  const width = HW % 4 ? 1 : 4;
+  const blocks = Math.ceil(HW / width / GN_BLOCK);
+  const uni = GN_APPLY.pack({ planes: B * C, HW: HW / width, C, Cg: g.Cg, blocks, silu: silu ? 1 : 0 });
   const bufs = [out.binding(), x.binding(), stats.binding(), ...[weight, bias].filter((t): t is Tensor => !!t).map((t) => t.binding())];
-  dev.run(dev.pipeline(gnApplyWgsl(affine)), bufs, grid1d(B * C * blocks, 1), uni);
+  dev.run(dev.pipeline(gnApplyWgsl(affine, width)), bufs, grid1d(B * C * blocks, 1), uni);
   stats.dispose();
   return out;
 }

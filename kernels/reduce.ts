@@ -40,13 +40,13 @@ export function rowLayout(rows: number, len: number, chunk = len, perThread = PE
 }
 
 /**
- * Layout of a vec4 row kernel over rows of `len` (a multiple of 4), counted in vec4s. A CPU adapter runs a
+ * Layout of a vec4 row kernel over rows of `len` in chunks of `chunk` (both multiples of 4), counted in vec4s. A CPU adapter runs a
  * workgroup's threads as SIMD loops that switch at every barrier, so there a row gets few threads (8 for 3072
  * columns: 3 tree steps, 32 rows per workgroup), which ran 2-4x faster on lavapipe than 8 vec4s per thread;
  * a GPU keeps wide, coalesced segments.
  */
-export function vec4RowLayout(dev: Device, rows: number, len: number): RowLayout {
-  return rowLayout(rows, len / 4, len / 4, dev.isCpu ? 96 : 8);
+export function vec4RowLayout(dev: Device, rows: number, len: number, chunk = len): RowLayout {
+  return rowLayout(rows, len / 4, chunk / 4, dev.isCpu ? 96 : 8);
 }
 
 /** The uniform fields every row kernel's block starts with (spread into its declaration; values from `rowValues`). */

@@ -78,8 +78,9 @@ describe("norm", () => {
       // B, C, groups, H, W
       [3, 6, 3, 5, 7],
       [2, 32, 8, 16, 16],
-      [2, 64, 32, 96, 96], // 18432 per group: chunked
+      [2, 64, 32, 96, 96], // 18432 per group: chunked, planes of whole vec4s
       [1, 4, 2, 700, 700], // 980000 per group
+      [2, 6, 3, 99, 101], // 19998 per group: chunked, planes of 9999 take the scalar variant
     ];
     for (const [k, [B, C, G, H, W]] of cases.entries()) {
       const data = rand(B * C * H * W, 600 + k, -2, 3);
