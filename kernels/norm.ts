@@ -33,6 +33,16 @@ interface Affine {
   silu?: boolean;
 }
 
+/** WGSL `load4_<name>(i)`: elements i … i+3 (i a multiple of 4) of a parameter as a vec4f, from whole words. */
+function wgslLoad4(name: string, buf: string, dt: DType): string {
+  const body =
+    dt === "f32" ? `vec4f(${buf}[i], ${buf}[i + 1u], ${buf}[i + 2u], ${buf}[i + 3u])`
+    : dt === "f16" ? `vec4f(unpack2x16float(${buf}[i >> 1u]), unpack2x16float(${buf}[(i >> 1u) + 1u]))`
+    : `vec4f(bitcast<vec2f>(bf2_${name}(${buf}[i >> 1u])), bitcast<vec2f>(bf2_${name}(${buf}[(i >> 1u) + 1u])))`;
+  const bf2 = dt === "bf16" ? `fn bf2_${name}(w: u32) -> vec2u { return vec2u(w << 16u, w & 0xffff0000u); }\n` : "";
+  return `${wgslLoad(name, buf, dt)}\n${bf2}fn load4_${name}(i: u32) -> vec4f { return ${body}; }`;
+}
+
 /**
  * Bindings (from `first`) and loaders of the optional weight and bias, and the WGSL lines applying them to `y`.
  * Width 4: y is a vec4f, the parameters those of the elements from IDX on, or one value for all four when
@@ -45,10 +55,8 @@ function affineWgsl(first: number, a: Affine, width: 1 | 4 = 1): { decls: string
   const load = width === 4 ? "load4" : "load";
   for (const [name, dt, op] of [["w", a.w, "*"], ["b", a.b, "+"]] as const) {
     if (!dt) continue;
-    decls.push(`@group(0) @binding(${k++}) var<storage, read> ${name}buf: array<${wgslArrayType(dt)}>;`, wgslLoad(name, `${name}buf`, dt));
-    if (width === 4) {
-      decls.push(`fn load4_${name}(i: u32) -> vec4f { return vec4f(load_${name}(i), load_${name}(i + 1u), load_${name}(i + 2u), load_${name}(i + 3u)); }`);
-    }
+    decls.push(`@group(0) @binding(${k++}) var<storage, read> ${name}buf: array<${wgslArrayType(dt)}>;`);
+    decls.push(width === 4 ? wgslLoad4(name, `${name}buf`, dt) : wgslLoad(name, `${name}buf`, dt));
     lines.push(`y = y ${op} LOAD_${name}(IDX);`);
   }
   if (a.silu) {
