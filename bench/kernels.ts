@@ -4,8 +4,8 @@
 // Matmul's ratio to fma_peak comes from rounds that time both back to back (a shared 2-core VM drifts by ±25%
 // within a minute, so one peak taken at the start is not a fair yardstick for a row measured later).
 // Matmul runs once per kernel the device can run (its default first; `profile` names the kernel), so kernel choices
-// compare within one run. Memory-bound rows are set against `stream_peak`, a vec4 WGSL copy measured in the same
-// run (the driver's buffer copy is a memcpy no shader reaches on a CPU adapter, so it is no fair yardstick).
+// compare within one run. Memory-bound rows are set against `stream_peak`, a vec4 WGSL copy of the row's input
+// timed just before it (the driver's buffer copy is a memcpy no shader reaches on a CPU adapter: no fair yardstick).
 // Correctness lives in tests/kernels; this file only measures. `bun run bench [--quick]
 // [--out file]` writes bench/results.json (or the file).
 import { Device, grid1d, Tensor, uniforms } from "../core/index.ts";
@@ -28,7 +28,7 @@ export interface BenchRow {
   us?: number;
   totalUs?: number;
   baseline?: { name: string; gflops?: number; gbps?: number };
-  /** memory-bound rows: GB/s as a fraction of this run's stream_peak. */
+  /** memory-bound rows: GB/s as a fraction of stream_peak over the same input, timed just before (baseline). */
   ofStreamPeak?: number;
 }
 
@@ -227,40 +227,35 @@ export async function runBench(dev: Device, opts: { quick?: boolean; log?: (s: s
     push({ kernel: "conv2d_3x3", shape: [1, C, S, S, C], dtype: "f32", ms: cms, gflops: (2 * C * C * 9 * S * S) / (cms * 1e6), baseline: fmaBase });
     // Memory-bound rows at klein-4B's shapes: the transformer's [tokens, 3072] activations (4096 image tokens at
     // 1024², a quarter under --quick), the VAE decoder's widest and largest GroupNorm inputs, the latent for haar.
+    // Each row's ratio is to a stream_peak over its own input timed just before it (a shared VM drifts within a
+    // minute, and a copy of another size meets other caches).
     const r = Tensor.randn(dev, opts.quick ? [1024, 3072] : [4096, 3072], { seed: 5 });
-    const gb = (t: Tensor, ms: number) => (2 * t.bytes) / (ms * 1e6);
     const stream = await streamPeak(dev, r);
     push({ kernel: "stream_peak", shape: [...r.shape], dtype: "f32", ms: stream.ms, gbps: stream.gbps, baseline: { name: dev.describe(), gbps: stream.gbps } });
-    const streamBase = { name: "stream_peak", gbps: stream.gbps };
-    const memRow = (kernel: string, shape: number[], ms: number, gbps: number) => {
-      push({ kernel, shape, dtype: "f32", ms, gbps, baseline: streamBase, ofStreamPeak: gbps / stream.gbps });
-      log(`  ${kernel}: ${((gbps / stream.gbps) * 100).toFixed(1)}% of stream_peak`);
+    /** Times `fn` over `x`, moving `bytes` per call (default: read x, write as much), against stream_peak. */
+    const memRow = async (kernel: string, x: Tensor, fn: () => { dispose(): void }, bytes = 2 * x.bytes) => {
+      const peak = await streamPeak(dev, x);
+      const ms = await timeKernel(dev, fn);
+      const gbps = bytes / (ms * 1e6);
+      push({ kernel, shape: [...x.shape], dtype: "f32", ms, gbps, baseline: { name: "stream_peak", gbps: peak.gbps }, ofStreamPeak: gbps / peak.gbps });
+      log(`  ${kernel}: ${((gbps / peak.gbps) * 100).toFixed(1)}% of stream_peak`);
     };
-    for (const [name, f] of [
-      ["rmsNorm", () => K.rmsNorm(r, undefined, { eps: 1e-6 })],
-      ["layerNorm", () => K.layerNorm(r, undefined, undefined, { eps: 1e-6 })],
-      ["softmax", () => K.softmax(r)],
-      ["silu", () => K.silu(r)],
-    ] as [string, () => Tensor][]) {
-      const t = await timeKernel(dev, f);
-      memRow(name, [...r.shape], t, gb(r, t));
-    }
-    const rms = await timeKernel(dev, () => Tensor.randn(dev, r.shape, { seed: 9 }));
-    memRow("randn", [...r.shape], rms, r.bytes / (rms * 1e6));
-    const vae = opts.quick ? [[1, 128, 256, 256]] : [[1, 512, 128, 128], [1, 128, 512, 512]];
-    for (const shape of vae) {
+    await memRow("rmsNorm", r, () => K.rmsNorm(r, undefined, { eps: 1e-6 }));
+    await memRow("layerNorm", r, () => K.layerNorm(r, undefined, undefined, { eps: 1e-6 }));
+    await memRow("softmax", r, () => K.softmax(r));
+    await memRow("silu", r, () => K.silu(r));
+    await memRow("randn", r, () => Tensor.randn(dev, r.shape, { seed: 9 }), r.bytes);
+    for (const shape of opts.quick ? [[1, 128, 256, 256]] : [[1, 512, 128, 128], [1, 128, 512, 512]]) {
       const g = Tensor.randn(dev, shape, { seed: 6 });
-      const gms = await timeKernel(dev, () => K.groupNorm(g, 32, undefined, undefined, { eps: 1e-6 }));
-      memRow("groupNorm", shape, gms, gb(g, gms));
+      await memRow("groupNorm", g, () => K.groupNorm(g, 32, undefined, undefined, { eps: 1e-6 }));
       g.dispose();
     }
     for (const shape of [[1, 128, 64, 64], [1, 32, 128, 128]]) {
       const z = Tensor.randn(dev, shape, { seed: 7 });
-      const hms = await timeKernel(dev, () => {
+      await memRow("haarDwt2d", z, () => {
         const d = K.haarDwt2d(z, 4);
         return { dispose: () => [d.low, ...d.details.flatMap((l) => [l.h, l.v, l.d])].forEach((t) => t.dispose()) };
       });
-      memRow("haarDwt2d", shape, hms, gb(z, hms));
     }
   });
   return rows;
