@@ -9,16 +9,19 @@
 //   template in statistics mode writes (mean, M2) per chunk over many workgroups, a row kernel combines each
 //   group's chunks with Chan's pairwise formula, and an elementwise pass normalises (affine, optional SiLU).
 //   The first two are also exported as groupNormStats, so a consumer can normalise while loading (conv2d).
+// - rmsNorm and layerNorm rows of a multiple of 4 columns, and big GroupNorm groups whose planes (H·W) are, load
+//   and store vec4f (a quarter of the loads and bounds checks, vec4 partial sums), laid out by vec4RowLayout;
+//   other rows and small GroupNorm groups take the scalar variant.
 // - Weights/biases may be f32, bf16 or f16 (decoded by wgslLoad); each presence/dtype is a pipeline variant,
 //   the fused SiLU is a uniform flag.
 import { type DType, grid1d, Tensor, uniforms, wgslArrayType, wgslLoad } from "../core/index.ts";
 import { expectDType, expectSameDevice, expectShape, rowsCols } from "./check.ts";
 import { activationWgsl } from "./elementwise.ts";
-import { ROW_FIELDS, rowGrid, rowLayout, type RowLayout, rowValues, wgslRowMain, wgslSegReduce } from "./reduce.ts";
+import { ROW_FIELDS, rowGrid, rowLayout, type RowLayout, rowValues, vec4RowLayout, wgslRowMain, wgslSegReduce } from "./reduce.ts";
 
 /** GroupNorm groups longer than this are reduced by several workgroups (32 elements per thread each). */
 const GN_CHUNK = 256 * 32;
-/** Elements per workgroup of the GroupNorm apply pass (4 per thread). */
+/** Elements (vec4s when the planes allow) per workgroup of the GroupNorm apply pass (4 per thread). */
 const GN_BLOCK = 1024;
 
 type OptTensor = Tensor | null | undefined;
@@ -30,21 +33,40 @@ interface Affine {
   silu?: boolean;
 }
 
-/** Bindings (from `first`) and loaders of the optional weight and bias, and the WGSL lines applying them to `y`. */
-function affineWgsl(first: number, a: Affine): { decls: string; apply: (idx: string) => string } {
+/** WGSL `load4_<name>(i)`: elements i … i+3 (i a multiple of 4) of a parameter as a vec4f, from whole words. */
+function wgslLoad4(name: string, buf: string, dt: DType): string {
+  const body =
+    dt === "f32" ? `vec4f(${buf}[i], ${buf}[i + 1u], ${buf}[i + 2u], ${buf}[i + 3u])`
+    : dt === "f16" ? `vec4f(unpack2x16float(${buf}[i >> 1u]), unpack2x16float(${buf}[(i >> 1u) + 1u]))`
+    : `vec4f(bitcast<vec2f>(bf2_${name}(${buf}[i >> 1u])), bitcast<vec2f>(bf2_${name}(${buf}[(i >> 1u) + 1u])))`;
+  const bf2 = dt === "bf16" ? `fn bf2_${name}(w: u32) -> vec2u { return vec2u(w << 16u, w & 0xffff0000u); }\n` : "";
+  return `${wgslLoad(name, buf, dt)}\n${bf2}fn load4_${name}(i: u32) -> vec4f { return ${body}; }`;
+}
+
+/**
+ * Bindings (from `first`) and loaders of the optional weight and bias, and the WGSL lines applying them to `y`.
+ * Width 4: y is a vec4f, the parameters those of the elements from IDX on, or one value for all four when
+ * `apply` is told `broadcast` (a GroupNorm channel).
+ */
+function affineWgsl(first: number, a: Affine, width: 1 | 4 = 1): { decls: string; apply: (idx: string, broadcast?: boolean) => string } {
   const decls: string[] = [];
   const lines: string[] = [];
   let k = first;
-  for (const [name, dt, line] of [["w", a.w, "y = y * load_w(IDX);"], ["b", a.b, "y = y + load_b(IDX);"]] as const) {
+  const load = width === 4 ? "load4" : "load";
+  for (const [name, dt, op] of [["w", a.w, "*"], ["b", a.b, "+"]] as const) {
     if (!dt) continue;
-    decls.push(`@group(0) @binding(${k++}) var<storage, read> ${name}buf: array<${wgslArrayType(dt)}>;`, wgslLoad(name, `${name}buf`, dt));
-    lines.push(line);
+    decls.push(`@group(0) @binding(${k++}) var<storage, read> ${name}buf: array<${wgslArrayType(dt)}>;`);
+    decls.push(width === 4 ? wgslLoad4(name, `${name}buf`, dt) : wgslLoad(name, `${name}buf`, dt));
+    lines.push(`y = y ${op} LOAD_${name}(IDX);`);
   }
   if (a.silu) {
     decls.push(activationWgsl("silu", "silu"));
-    lines.push("if (u.silu != 0u) { y = silu(y); }");
+    lines.push(`if (u.silu != 0u) { y = ${width === 4 ? "vec4f(silu(y.x), silu(y.y), silu(y.z), silu(y.w))" : "silu(y)"}; }`);
   }
-  return { decls: decls.join("\n"), apply: (idx) => lines.join(" ").replaceAll("IDX", idx) };
+  return {
+    decls: decls.join("\n"),
+    apply: (idx, broadcast = false) => lines.join(" ").replaceAll("IDX", idx).replaceAll("LOAD_", broadcast ? "load_" : `${load}_`),
+  };
 }
 
 const ROW_NORM = uniforms("rowNorm", { ...ROW_FIELDS, eps: "f32", G: "u32", Cg: "u32", HW: "u32", silu: "u32" });
@@ -60,27 +82,32 @@ interface RowNorm {
   /** Affine parameter index: the column, or the NCHW channel of a GroupNorm row. */
   index: "col" | "channel";
   affine: Affine;
+  /** Elements per load and store: 4 (vec4f, the layout then counts vec4s) needs rows of a multiple of 4 columns. */
+  width: 1 | 4;
 }
 
 function rowNormWgsl(o: RowNorm): string {
-  const aff = affineWgsl(3, o.affine);
+  const v4 = o.width === 4;
+  const T = v4 ? "vec4f" : "f32";
+  const hsum = (e: string) => (v4 ? `dot(${e}, vec4f(1.0))` : e);
+  const aff = affineWgsl(3, o.affine, o.width);
   const stats = o.mode === "stats";
-  const idx = o.index === "col" ? "i" : "(r % u.G) * u.Cg + i / u.HW";
+  const idx = o.index === "col" ? (v4 ? "4u * i" : "i") : "(r % u.G) * u.Cg + i / u.HW";
   const xc = o.center ? "(x[base + i] - hi - lo)" : "x[base + i]";
   return `
 ${ROW_NORM.wgsl}
-@group(0) @binding(1) var<storage, read_write> out: array<${stats ? "vec2f" : "f32"}>;
-@group(0) @binding(2) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read_write> out: array<${stats ? "vec2f" : T}>;
+@group(0) @binding(2) var<storage, read> x: array<${T}>;
 ${aff.decls}
 ${SUM2}
 ${wgslRowMain(`
-  let nf = f32(n);
+  let nf = f32(n * ${o.width}u);
   ${o.center ? `
-  var s = 0.0;
+  var s = ${T}(0.0);
   for (var i = lane; i < n; i += seg) { s += x[base + i]; }
-  let hi = reduce_sum2(tid, seg, vec2f(s, 0.0)).x / nf;` : "let hi = 0.0;"}
+  let hi = reduce_sum2(tid, seg, vec2f(${hsum("s")}, 0.0)).x / nf;` : "let hi = 0.0;"}
   var acc = vec2f(0.0);
-  for (var i = lane; i < n; i += seg) { let d = x[base + i] - hi; acc += vec2f(d, d * d); }
+  for (var i = lane; i < n; i += seg) { let d = x[base + i] - hi; acc += vec2f(${hsum("d")}, ${v4 ? "dot(d, d)" : "d * d"}); }
   acc = reduce_sum2(tid, seg, acc);
   ${o.center ? "let lo = acc.x / nf; let m2 = max(acc.y - acc.x * lo, 0.0);" : "let m2 = acc.y;"}
   ${stats ? "if (live && lane == 0u) { out[row] = vec2f(hi + lo, m2); }" : `
@@ -118,8 +145,10 @@ function lastDimNorm(what: string, center: boolean, x: Tensor, w: OptTensor, b: 
   const affine = { w: checkParam(w, x, `${what} weight`, len), b: checkParam(b, x, `${what} bias`, len) };
   const out = Tensor.empty(x.dev, x.shape);
   if (out.size) {
-    const o: RowNorm = { center, mode: "y", index: "col", affine };
-    runRowNorm(x, out, rowLayout(rows, len), o, eps, { G: 1, Cg: 1, HW: 1 }, false, w, b);
+    const width = len % 4 ? 1 : 4;
+    const o: RowNorm = { center, mode: "y", index: "col", affine, width };
+    const l = width === 4 ? vec4RowLayout(x.dev, rows, len) : rowLayout(rows, len);
+    runRowNorm(x, out, l, o, eps, { G: 1, Cg: 1, HW: 1 }, false, w, b);
   }
   return out;
 }
@@ -155,12 +184,14 @@ ${wgslRowMain(`
   acc = reduce_chan(tid, seg, acc);
   if (live && lane == 0u) { stats[row] = vec2f(acc.y, inverseSqrt(acc.z / acc.x + u.eps)); }`)}`;
 
-function gnApplyWgsl(a: Affine): string {
-  const aff = affineWgsl(4, a);
+/** The apply pass; width 4 reads planes of a multiple of 4 as vec4f (u.HW then counts vec4s). */
+function gnApplyWgsl(a: Affine, width: 1 | 4): string {
+  const aff = affineWgsl(4, a, width);
+  const T = width === 4 ? "vec4f" : "f32";
   return `
 ${GN_APPLY.wgsl}
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;
-@group(0) @binding(2) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read_write> out: array<${T}>;
+@group(0) @binding(2) var<storage, read> x: array<${T}>;
 @group(0) @binding(3) var<storage, read> stats: array<vec2f>;
 ${aff.decls}
 @compute @workgroup_size(256)
@@ -176,7 +207,7 @@ fn main(@builtin(local_invocation_index) tid: u32, @builtin(workgroup_id) wid: v
     let i = first + k * 256u;
     if (i < u.HW) {
       var y = (x[base + i] - st.x) * st.y;
-      ${aff.apply("c")}
+      ${aff.apply("c", true)}
       out[base + i] = y;
     }
   }
@@ -198,9 +229,10 @@ function groupShape(x: Tensor, groups: number, what: string): GroupShape & { B: 
 function groupStats(x: Tensor, g: GroupShape & { B: number }, eps: number): Tensor {
   const dev = x.dev;
   const rows = g.B * g.G, len = g.Cg * g.HW;
-  const l = rowLayout(rows, len, GN_CHUNK);
+  const width = g.HW % 4 ? 1 : 4; // then every chunk (GN_CHUNK) and group is whole vec4s too
+  const l = width === 4 ? vec4RowLayout(dev, rows, len, GN_CHUNK) : rowLayout(rows, len, GN_CHUNK);
   const parts = Tensor.empty(dev, [rows, l.nChunks, 2]);
-  runRowNorm(x, parts, l, { center: true, mode: "stats", index: "channel", affine: {} }, 0, g, false, null, null);
+  runRowNorm(x, parts, l, { center: true, mode: "stats", index: "channel", affine: {}, width }, 0, g, false, null, null);
   const stats = Tensor.empty(dev, [g.B, g.G, 2]);
   const lc = rowLayout(rows, l.nChunks);
   const uni = GN_COMBINE.pack({ ...rowValues(lc), groupLen: len, groupChunk: GN_CHUNK, eps });
@@ -236,14 +268,15 @@ export function groupNorm(x: Tensor, groups: number, weight: OptTensor, bias: Op
   const out = Tensor.empty(dev, x.shape);
   if (!out.size) return out;
   if (len <= GN_CHUNK) {
-    runRowNorm(x, out, rowLayout(B * groups, len), { center: true, mode: "y", index: "channel", affine }, opts.eps, g, silu, weight, bias);
+    runRowNorm(x, out, rowLayout(B * groups, len), { center: true, mode: "y", index: "channel", affine, width: 1 }, opts.eps, g, silu, weight, bias);
     return out;
   }
   const stats = groupStats(x, g, opts.eps);
-  const blocks = Math.ceil(HW / GN_BLOCK);
-  const uni = GN_APPLY.pack({ planes: B * C, HW, C, Cg: g.Cg, blocks, silu: silu ? 1 : 0 });
+  const width = HW % 4 ? 1 : 4;
+  const blocks = Math.ceil(HW / width / GN_BLOCK);
+  const uni = GN_APPLY.pack({ planes: B * C, HW: HW / width, C, Cg: g.Cg, blocks, silu: silu ? 1 : 0 });
   const bufs = [out.binding(), x.binding(), stats.binding(), ...[weight, bias].filter((t): t is Tensor => !!t).map((t) => t.binding())];
-  dev.run(dev.pipeline(gnApplyWgsl(affine)), bufs, grid1d(B * C * blocks, 1), uni);
+  dev.run(dev.pipeline(gnApplyWgsl(affine, width)), bufs, grid1d(B * C * blocks, 1), uni);
   stats.dispose();
   return out;
 }

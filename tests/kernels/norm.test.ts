@@ -4,7 +4,9 @@ import { groupNorm, layerNorm, rmsNorm } from "../../kernels/norm.ts";
 import * as ref from "../../kernels/norm.ref.ts";
 import { assertClose, rand, testDevice } from "../util.ts";
 
-const LENS = [1, 3, 127, 128, 129, 1000, 4097];
+// Multiples of 4 take the vec4 variant (from one vec4 per row to 2049, segments of 1 to 32 threads on a CPU
+// adapter), the rest the scalar one.
+const LENS = [1, 3, 4, 12, 127, 128, 129, 1000, 3072, 4097, 8196];
 const manyRows = (len: number) => Math.max(2, Math.ceil(20000 / len));
 
 describe("norm", () => {
@@ -76,8 +78,9 @@ describe("norm", () => {
       // B, C, groups, H, W
       [3, 6, 3, 5, 7],
       [2, 32, 8, 16, 16],
-      [2, 64, 32, 96, 96], // 18432 per group: chunked
+      [2, 64, 32, 96, 96], // 18432 per group: chunked, planes of whole vec4s
       [1, 4, 2, 700, 700], // 980000 per group
+      [2, 6, 3, 99, 101], // 19998 per group: chunked, planes of 9999 take the scalar variant
     ];
     for (const [k, [B, C, G, H, W]] of cases.entries()) {
       const data = rand(B * C * H * W, 600 + k, -2, 3);

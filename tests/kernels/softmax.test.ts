@@ -8,7 +8,8 @@ describe("softmax", () => {
   test("awkward row lengths, one row and many", async () => {
     const dev = await testDevice();
     let worst = 0;
-    for (const len of [1, 3, 127, 128, 129, 1000, 4097]) {
+    // Multiples of 4 take the vec4 variant (1 to 2049 vec4s per row), the rest the scalar one.
+    for (const len of [1, 3, 4, 12, 127, 128, 129, 1000, 3072, 4097, 8196]) {
       for (const rows of [1, Math.max(2, Math.ceil(20000 / len))]) {
         const data = rand(rows * len, len + 3 * rows, -8, 8);
         const y = softmax(Tensor.fromArray(dev, data, [rows, len]));
