@@ -4,13 +4,14 @@
 // model loading and shader compilation are not counted) and the queue's overhead per job: on one worker, the time
 // from a job's return to the next job's start (goal < 50 ms; the workers stamp both in the job's return value), and
 // a job's time beyond its search.
-// Writes bench/batch.json.
+// Writes bench/batch.json (or `--out FILE`); `--quick` runs 2 prompts instead of 6 (4 jobs per run).
 // On a machine whose cores are shared (2 here), two workers compete for the same CPU (lavapipe runs the GPU work on
 // it), so the 2-worker ratio says what the queue adds, not what a second GPU would.
 import { spawn } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { Queue } from "bullmq";
 import type { JobResult } from "../batch/index.ts";
 import { startRedis } from "../tests/batch/redis_server.ts";
@@ -18,7 +19,8 @@ import { FIXTURES } from "../tests/util.ts";
 
 const FIXTURE_REPOS = join(FIXTURES, "repos");
 const CLI = new URL("../cli/flux2ts.ts", import.meta.url).pathname;
-const PROMPTS = ["a cat", "a dog", "a red fox in snow", "a tree", "a house", "a boat"];
+const argv = process.argv.slice(2);
+const PROMPTS = ["a cat", "a dog", "a red fox in snow", "a tree", "a house", "a boat"].slice(0, argv.includes("--quick") ? 2 : 6);
 const SEEDS = "0-1";
 
 function run(args: string[]): Promise<string> {
@@ -90,7 +92,9 @@ try {
       `beyond the search ${r.outsideGenerationMs.median.toFixed(0)} ms median (prompt encoding, PNG, files); ${r.wallSecondsWithLoading.toFixed(1)} s in all`);
   }
   console.log(`2 workers / 1 worker: ×${result.speedup2vs1.toFixed(2)} jobs/min (${result.cpus} CPU cores shared by both)`);
-  await writeFile(new URL("batch.json", import.meta.url), JSON.stringify(result, null, 1) + "\n");
+  const out = argv.includes("--out") ? argv[argv.indexOf("--out") + 1] : fileURLToPath(new URL("batch.json", import.meta.url));
+  await writeFile(out, JSON.stringify(result, null, 1) + "\n");
+  console.log(`wrote ${out}`);
 } finally {
   await redis.close();
   await rm(dir, { recursive: true, force: true });

@@ -1,6 +1,7 @@
 // Every script of package.json and every task of deno.json works from a clean checkout, through the same front door a
 // user takes (`npm run`, `deno task`): CI (.ci/run) runs `typecheck` and `test`, which runs `test:bun` and
-// `test:deno` (= `deno task test`); this file runs the rest with small settings, writing into a temp folder. A new
+// `test:deno` (= `deno task test`); the package test runs `prepack` (= `build`); this file runs the rest with small
+// settings, writing into a temp folder. A new
 // script or task that neither covers fails the first test. `demo` is `bench --quick` through the CLI, so it runs
 // with --help here (the bench body runs under `bench`); `bench:models` times real klein-4B blocks (~40 s on an idle
 // 2-core lavapipe VM).
@@ -18,6 +19,8 @@ const RUN_BY_CI: Record<string, RegExp> = {
 };
 /** Scripts `npm test` runs, and tasks `npm run test:deno` runs. */
 const RUN_BY_TEST = { "npm:test:bun": "npm run test:bun", "npm:test:deno": "npm run test:deno", "deno:test": "deno task test" };
+/** Scripts tests/package/package.test.ts runs: `npm pack` runs `prepack`, and `build` is the same command. */
+const RUN_BY_PACKAGE_TEST = ["npm:prepack", "npm:build"];
 
 async function run(cmd: string[], timeoutMs = 600_000): Promise<{ code: number | null; out: string }> {
   const { spawn } = await import("node:child_process");
@@ -46,6 +49,7 @@ const SMOKE: Record<string, (d: string) => [string[], RegExp]> = {
   "npm:demo": () => [["npm", "run", "demo", "--", "--help"], /flux2ts bench \[--quick\]/],
   "npm:bench:search": (d) => [["npm", "run", "bench:search", "--", "--seeds", "1", "--out", d], /wrote .*search\.json and .*search\.svg/],
   "npm:bench:models": (d) => [["npm", "run", "bench:models", "--", "--out", joinPath(d, "models.json")], /single-stream block/],
+  "npm:bench:batch": (d) => [["npm", "run", "bench:batch", "--", "--quick", "--out", joinPath(d, "batch.json")], /2 worker\(s\): 4 jobs, .* jobs\/min[\s\S]*wrote /],
   "deno:cli": () => [[joinPath(ROOT, "node_modules/.bin/deno"), "task", "cli", "info"], /adapter/i],
 };
 
@@ -59,7 +63,8 @@ describe("package.json scripts and deno.json tasks", () => {
     // Both halves run even when the first fails (so CI's counts cover both); the exit status is the worse one.
     expect(pkg.test).toBe(`${RUN_BY_TEST["npm:test:bun"]}; bun_status=$?; ${RUN_BY_TEST["npm:test:deno"]} && exit $bun_status`);
     expect(pkg["test:deno"]).toBe(RUN_BY_TEST["deno:test"]);
-    const covered = new Set([...Object.keys(RUN_BY_CI), ...Object.keys(RUN_BY_TEST), ...Object.keys(SMOKE)]);
+    expect(pkg.build).toBe(pkg.prepack);
+    const covered = new Set([...Object.keys(RUN_BY_CI), ...Object.keys(RUN_BY_TEST), ...RUN_BY_PACKAGE_TEST, ...Object.keys(SMOKE)]);
     expect([...scripts, ...tasks].filter((n) => !covered.has(n))).toEqual([]);
     expect([...covered].filter((n) => ![...scripts, ...tasks].includes(n))).toEqual([]);
   });
