@@ -2,6 +2,7 @@
 // re-submit adds nothing), BullMQ's retries with exponential backoff, and status from BullMQ's own counts, job
 // timestamps and `processedBy`. Nothing here touches Redis except through BullMQ.
 import { type ConnectionOptions, type Job, Queue } from "bullmq";
+import { env } from "../core/platform.ts";
 import { jobId, type JobSpec } from "./spec.ts";
 import type { JobResult } from "./worker.ts";
 
@@ -9,8 +10,7 @@ export const DEFAULT_QUEUE = "redis://127.0.0.1:6379";
 
 /** --queue's value: the argument, else $FLUX2TS_QUEUE, else Redis on this machine's default port. */
 export function queueUrl(arg?: string): string {
-  const env = (globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env.FLUX2TS_QUEUE;
-  return arg ?? (env || DEFAULT_QUEUE);
+  return arg ?? (env("FLUX2TS_QUEUE") || DEFAULT_QUEUE);
 }
 
 /** BullMQ's queue names may not hold ":"; keep names usable as folder names too. */

@@ -73,6 +73,12 @@ describe("layers", () => {
     expect(breaches(Object.fromEntries(files.map((f) => [f, readFileSync(join(ROOT, f), "utf8")])))).toEqual([]);
   });
 
+  test("one place reads the environment: core/platform.ts's env() (tests and benches aside)", () => {
+    const readers = sourceFiles().filter((f) => !/^(tests|bench|pack|dist)\//.test(f) && f !== "core/platform.ts")
+      .filter((f) => /\bprocess\??\.env\b|\bDeno\??\.env\b|\benv\s*:\s*\{\s*get\b/.test(readFileSync(join(ROOT, f), "utf8")));
+    expect(readers).toEqual([]);
+  });
+
   test("file names follow one convention: snake_case (.test.ts, .ref.ts and .d.ts suffixes aside)", () => {
     const odd = sourceFiles().filter((f) => !/^[a-z0-9_]+(\.(test|ref|d))?\.ts$/.test(posix.basename(f)));
     expect(odd).toEqual([]);
