@@ -1,6 +1,7 @@
 // The batch's BullMQ side: one BullMQ queue per batch name, jobs added with ids that hash their settings (so a
 // re-submit adds nothing), BullMQ's retries with exponential backoff, and status from BullMQ's own counts, job
-// timestamps and `processedBy`. Nothing here touches Redis except through BullMQ.
+// timestamps and `processedBy`. Nothing here touches Redis except through BullMQ: the batch names a worker without
+// --name serves are the ids of jobs in one more BullMQ queue (REGISTRY), added by each submit and never processed.
 import { type ConnectionOptions, type Job, Queue } from "bullmq";
 import { env } from "../core/platform.ts";
 import { jobId, type JobSpec } from "./spec.ts";
@@ -16,6 +17,7 @@ export function queueUrl(arg?: string): string {
 /** BullMQ's queue names may not hold ":"; keep names usable as folder names too. */
 export function checkBatchName(name: string): string {
   if (!/^[A-Za-z0-9][\w.-]{0,99}$/.test(name)) throw new Error(`batch name "${name}" must be letters, digits, ".", "_" or "-" (at most 100)`);
+  if (name === REGISTRY) throw new Error(`batch name "${name}" is the registry of batch names`);
   return name;
 }
 
@@ -31,6 +33,21 @@ export function openQueue(url: string, name: string, worker = false): Queue<JobS
   const queue = new Queue<JobSpec, JobResult>(checkBatchName(name), { connection: connection(url, worker) });
   queue.on("error", () => {}); // connection errors also reject the commands, which report them
   return queue;
+}
+
+/** The queue whose job ids are the submitted batches' names (its jobs are never run). */
+export const REGISTRY = "flux2ts-batches";
+
+export function openRegistry(url: string, worker = false): Queue {
+  const queue = new Queue(REGISTRY, { connection: connection(url, worker) });
+  queue.on("error", () => {});
+  return queue;
+}
+
+/** The names of the batches submitted to this Redis, oldest first. */
+export async function batchNames(registry: Queue): Promise<string[]> {
+  const jobs = await registry.getJobs(["waiting"], 0, -1, true);
+  return jobs.filter(Boolean).map((j) => String(j.id));
 }
 
 export interface SubmitOptions {
@@ -57,6 +74,12 @@ export async function submitBatch(o: SubmitOptions): Promise<{ submitted: number
       fresh.push({ name: data.settings.search, data, opts: { jobId: id, attempts: o.attempts ?? 3, backoff: { type: "exponential", delay: o.backoffMs ?? 10_000 } } });
     }
     for (let i = 0; i < fresh.length; i += 500) await queue.addBulk(fresh.slice(i, i + 500));
+    const registry = openRegistry(queueUrl(o.queue));
+    try {
+      await registry.add("batch", { name: o.name }, { jobId: o.name });
+    } finally {
+      await registry.close();
+    }
     return { submitted: fresh.length, existing: byId.size - fresh.length };
   } finally {
     await queue.close();

@@ -12,7 +12,7 @@
 // - A job whose settings cannot run (resolveSettings rejects them), or whose reference file is missing, bad or no
 //   longer has the submitted SHA-256, fails at once (UnrecoverableError): retrying cannot help. Anything else (a
 //   model that does not load, out of memory) is retried with backoff.
-import { type Job, UnrecoverableError, Worker } from "bullmq";
+import { type Job, type Queue, UnrecoverableError, Worker } from "bullmq";
 import { Device } from "../core/index.ts";
 import { joinPath, nodeFs } from "../core/platform.ts";
 import { encodePng } from "../core/png.ts";
@@ -24,7 +24,7 @@ import {
   type GenerationModels, type GenerationSettings, generateWithSearch, imageRgb8, loadReferences, type ModelNames, referenceOutputSize, resolveSettings,
   type RunLog, runLog,
 } from "../generate/index.ts";
-import { checkBatchName, connection, openQueue, queueUrl } from "./queue.ts";
+import { batchNames, checkBatchName, connection, openQueue, openRegistry, queueUrl } from "./queue.ts";
 import { jobId, type JobSpec } from "./spec.ts";
 
 /**
@@ -74,7 +74,7 @@ export interface JobProgress {
 export interface WorkerOptions {
   /** Redis URL (default: queueUrl()). */
   queue?: string;
-  /** Batches to serve. */
+  /** Batches to serve; empty: every batch submitted to this Redis, including those submitted while it runs. */
   names: string[];
   /** Files go to out/<name>/<jobId>.png and .json. */
   out: string;
@@ -154,7 +154,6 @@ async function writeAtomically(path: string, bytes: Uint8Array | string): Promis
 
 /** Serves the batches until aborted (or, with `once`, until they are drained); returns the jobs done and failed. */
 export async function runWorker(o: WorkerOptions): Promise<{ completed: number; failed: number }> {
-  if (!o.names.length) throw new Error("runWorker: name at least one batch");
   o.names.forEach(checkBatchName);
   const url = queueUrl(o.queue);
   const say = o.onLog ?? (() => {});
@@ -216,7 +215,12 @@ export async function runWorker(o: WorkerOptions): Promise<{ completed: number; 
     }
   };
 
-  const workers = o.names.map((batch) => {
+  const workers: Worker<JobSpec, JobResult>[] = [];
+  const queues: Queue<JobSpec, JobResult>[] = []; // with `once`: the served batches' counts end the run
+  const served = new Set<string>();
+  const serve = (batch: string) => {
+    if (served.has(batch)) return;
+    served.add(batch);
     const w = new Worker<JobSpec, JobResult>(
       batch,
       (job, token) => {
@@ -245,36 +249,43 @@ export async function runWorker(o: WorkerOptions): Promise<{ completed: number; 
       say(`${final ? "failed" : "retry"} ${batch}/${job.id} (attempt ${job.attemptsMade}): ${err.message.split("\n")[0]}`);
     });
     w.on("error", (err) => say(`worker error: ${String(err.message).split("\n")[0]}`)); // e.g. Redis away, a lapsed lock
-    return w;
-  });
+    workers.push(w);
+    if (o.once) queues.push(openQueue(url, batch, true));
+    if (!o.names.length) say(`serving batch ${batch}`);
+    void w.run();
+  };
+  o.names.forEach(serve);
+  // Without names: every batch submitted to this Redis, as the registry lists them (new ones join while running).
+  const registry = o.names.length ? undefined : openRegistry(url, true);
 
-  // With `once`, a poll of the batches' counts (the job in hand included) ends the run when nothing is left.
-  const queues = o.once ? o.names.map((n) => openQueue(url, n, true)) : [];
   const stop = new Promise<void>((resolve) => {
     if (o.signal?.aborted) return resolve();
     o.signal?.addEventListener("abort", () => resolve(), { once: true });
     const poll = async () => {
       try {
-        let left = busy;
-        for (const q of queues) {
-          const c = await q.getJobCounts("waiting", "prioritized", "delayed", "waiting-children", "active");
-          left += Object.values(c).reduce((a, b) => a + b, 0);
+        if (registry) (await batchNames(registry)).forEach(serve);
+        if (o.once) {
+          let left = busy;
+          for (const q of queues) {
+            const c = await q.getJobCounts("waiting", "prioritized", "delayed", "waiting-children", "active");
+            left += Object.values(c).reduce((a, b) => a + b, 0);
+          }
+          if (!left) return resolve();
         }
-        if (!left) return resolve();
       } catch {
         // Redis is away (a restart): ask again on the next tick.
       }
-      if (!o.signal?.aborted) setTimeout(poll, 500);
+      if (!o.signal?.aborted) setTimeout(poll, o.once ? 500 : 2000);
     };
-    if (o.once) setTimeout(poll, 500);
+    if (o.once || registry) void poll();
   });
 
-  for (const w of workers) void w.run();
   try {
     await stop;
   } finally {
     await Promise.all(workers.map((w) => w.close())); // waits for the job in hand
     await Promise.all(queues.map((q) => q.close()));
+    await registry?.close();
     models.close();
   }
   return counts;

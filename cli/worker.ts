@@ -7,14 +7,15 @@ import { hubFlags } from "./generation_flags.ts";
 import { exit } from "./host.ts";
 import { openDevice } from "./resolve.ts";
 
-export const help = `flux2ts worker --name NAME[,NAME…] --out DIR [options]
+export const help = `flux2ts worker --out DIR [--name NAME[,NAME…]] [options]
 
 Runs the jobs of batches submitted with \`flux2ts batch submit\`, one at a time (run one worker per GPU). Each job
 runs what \`flux2ts generate\` runs and writes DIR/<name>/<jobId>.png and .json. Models load on the first job and
 stay while the next jobs use the same ones.
 
   --queue url              Redis (default $FLUX2TS_QUEUE, else redis://127.0.0.1:6379)
-  --name a,b               the batches to serve
+  --name a,b               the batches to serve (default: every batch submitted to this Redis, including
+                           those submitted while the worker runs)
   --out dir                where images and logs go
   --once                   exit when the batches have nothing waiting, delayed or active
   --endpoint url           hub endpoint for model ids (default $MODELSCOPE_ENDPOINT or modelscope.cn)
@@ -28,7 +29,6 @@ export async function run(args: string[]): Promise<number> {
   const p = parseArgs(args, ["queue", "name", "out", "endpoint", "lock-duration", "stalled-interval"], ["once", "offline"]);
   if (p.positionals.length) throw new UsageError(`unexpected argument "${p.positionals[0]}"`);
   const names = (strFlag(p, "name") ?? "").split(",").map((s) => s.trim()).filter(Boolean);
-  if (!names.length) throw new UsageError("worker needs --name NAME (the batches to serve; a comma list for several)");
   const out = strFlag(p, "out");
   if (!out) throw new UsageError("worker needs --out DIR");
   const stop = new AbortController();
@@ -45,7 +45,7 @@ export async function run(args: string[]): Promise<number> {
     });
   }
   const queue = queueUrl(strFlag(p, "queue"));
-  console.log(`worker ${proc?.pid ?? ""} serving ${names.join(", ")} from ${queue.replace(/\/\/[^@/]*@/, "//…@")}`);
+  console.log(`worker ${proc?.pid ?? ""} serving ${names.length ? names.join(", ") : "every batch"} from ${queue.replace(/\/\/[^@/]*@/, "//…@")}`);
   let counts;
   try {
     counts = await runWorker({

@@ -307,7 +307,7 @@ describe("batch runs", () => {
       await redis.close();
     }
   }, 600_000);
-  test.skipIf(NO_REDIS)("editing jobs: a refs column's files are hashed at submit, the PNG is what generation gives with them, a changed file fails its job (needs redis-server)", async () => {
+  test.skipIf(NO_REDIS)("editing jobs: a refs column's files are hashed at submit, the PNG is what generation gives with them, a changed file fails its job; a worker without --name serves every batch (needs redis-server)", async () => {
     const redis = await startRedis();
     const dir = await tempDir();
     try {
@@ -331,7 +331,11 @@ describe("batch runs", () => {
       // With the files as submitted, a fresh batch runs; its first job's PNG is what generation gives in-process.
       await copyFile(joinPath(data, "ref_b.png"), refB);
       expect((await cli([...submit.slice(0, 5), "edit2", ...submit.slice(6)])).stdout).toBe("submitted 2 jobs (0 already there)\n");
-      const ok = await cli(["worker", "--queue", redis.url, "--name", "edit2", "--out", out, "--once"]);
+      // A worker without --name serves every batch submitted to this Redis (here "edit", all failed, and "edit2").
+      const ok = await cli(["worker", "--queue", redis.url, "--out", out, "--once"]);
+      expect(ok.stdout).toMatch(/serving every batch/);
+      expect(ok.stdout).toMatch(/^serving batch edit$/m);
+      expect(ok.stdout).toMatch(/^serving batch edit2$/m);
       expect(ok.stdout).toMatch(/worker done: 2 jobs completed, 0 failed/);
       const job = /^done edit2\/(\S+)/m.exec(ok.stdout)![1];
       const logged = JSON.parse(new TextDecoder().decode(await read(joinPath(out, "edit2", `${job}.json`))));
