@@ -221,8 +221,7 @@ describe("batch runs", () => {
         }
       } finally {
         scorer.dispose();
-        pipe.dispose();
-        dev.destroy();
+        pipe.dispose(); // (the test device is the process's: other files use it after this one)
       }
       expect((await listDir(joinPath(out, "set"))).length).toBe(32); // 16 PNGs + 16 logs, no temp files
 
