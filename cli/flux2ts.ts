@@ -27,13 +27,14 @@ commands:
   verify <case-dir>            run a reference case and compare every output against its tolerance
   bench                        time the kernels and print GFLOP/s next to a CPU baseline
   info                         show the WebGPU adapter, its limits and features
-  score --prompt TEXT a.png…   PickScore of PNG files against a prompt
-  generate --prompt TEXT       text to image, optionally searching the initial noise (--search ses)
+  score --prompt TEXT a.png…   PickScore of PNG or JPEG files against a prompt
+  generate --prompt TEXT       text to image (or editing with --ref), optionally searching the initial noise
+                               (--search ses)
   download <model>             fetch a model from ModelScope (or Hugging Face) into the local cache
   plan                         memory plan and measured peak of the real FLUX.2-klein-4B at 1024²
   serve                        the browser app on 127.0.0.1 (generation runs in the page's WebGPU)
   batch submit|status|report   prompt-set runs on BullMQ + Redis, and the paper-style report
-  worker --name NAME --out DIR serve batches' jobs (one worker per GPU)
+  worker --out DIR             serve batches' jobs (one worker per GPU; --name NAME for some batches only)
 
 Run "flux2ts <command> --help" for a command's options.`;
 
