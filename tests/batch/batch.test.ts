@@ -14,7 +14,7 @@ import { PickScore } from "../../models/clip/pickscore.ts";
 import { Flux2Pipeline } from "../../models/flux2/pipeline.ts";
 import { generateWithSearch, imageRgb8, loadReferences, referenceOutputSize, runLog } from "../../generate/index.ts";
 import { FIXTURES, testDevice } from "../util.ts";
-import { hasRedis, startRedis } from "./redis_server.ts";
+import { hasRedis, type RedisServer, startRedis } from "./redis_server.ts";
 
 const REPOS = joinPath(FIXTURES, "repos");
 const MODELS = {
@@ -58,6 +58,17 @@ async function tempDir(): Promise<string> {
   const { mkdtemp } = await import("node:fs/promises");
   const { tmpdir } = await import("node:os");
   return mkdtemp(joinPath(tmpdir(), "flux2ts-batch-"));
+}
+
+/** Runs `fn` against a fresh redis-server and temp folder; afterwards no worker of it runs and the server is gone. */
+async function withRedis(opts: { appendonly?: boolean }, fn: (redis: RedisServer, dir: string) => Promise<void>): Promise<void> {
+  const redis = await startRedis(opts);
+  try {
+    await fn(redis, await tempDir());
+  } finally {
+    killChildren();
+    await redis.close();
+  }
 }
 
 async function write(path: string, text: string): Promise<string> {
@@ -127,9 +138,7 @@ describe("batch input", () => {
   });
 
   test.skipIf(NO_REDIS)("bad CSVs are rejected whole, naming the line, and nothing is enqueued; an unreachable Redis is one line (needs redis-server)", async () => {
-    const redis = await startRedis();
-    try {
-      const dir = await tempDir();
+    await withRedis({}, async (redis, dir) => {
       const good = "prompt,budget\na cat,4\n";
       const cases: [string, RegExp][] = [
         [`${good}"",4\n`, /:3: the prompt is empty/],
@@ -155,18 +164,13 @@ describe("batch input", () => {
       const gone = await cli(["batch", "status", "--queue", "redis://127.0.0.1:1", "--name", "bad"]);
       expect(gone.code).toBe(2);
       expect(gone.stderr).toMatch(/^flux2ts: cannot reach Redis at --queue redis:\/\/127\.0\.0\.1:1: /);
-    } finally {
-      killChildren();
-      await redis.close();
-    }
+    });
   }, 120_000);
 });
 
 describe("batch runs", () => {
   test.skipIf(NO_REDIS)("two workers, 4 prompts × 2 seeds × {random, ses}, Redis restarted mid-run: every job once, PNGs and logs as generation gives them (4 jobs checked); re-submit adds 0; report recomputes (needs redis-server)", async () => {
-    const redis = await startRedis({ appendonly: true });
-    const dir = await tempDir();
-    try {
+    await withRedis({ appendonly: true }, async (redis, dir) => {
       const prompts = ["a cat", "a red fox, in snow", 'a "quoted" word', "a tree"];
       const csv = await write(joinPath(dir, "set.csv"), "prompt,search\n" + prompts.map((p) => `"${p.replace(/"/g, '""')}",`).join("\n") + "\n");
       const submit = ["batch", "submit", "--queue", redis.url, "--name", "set", "--csv", csv, "--seeds", "0-1", "--search", "random,ses", "--budget", "4", ...SMALL, ...MODEL_ARGS];
@@ -248,16 +252,11 @@ describe("batch runs", () => {
       const html = new TextDecoder().decode(await read(joinPath(rep, "index.html")));
       expect(html.match(/<h2>/g)?.length).toBe(4);
       expect(html.match(/<img src="\.\.\/out\/set\/[^"]+\.png"/g)?.length).toBe(16);
-    } finally {
-      killChildren();
-      await redis.close();
-    }
+    });
   }, 900_000);
 
   test.skipIf(NO_REDIS)("a worker SIGKILLed mid-job: another finishes its job, no partial files; a failing job ends failed with its message in status and report (needs redis-server)", async () => {
-    const redis = await startRedis();
-    const dir = await tempDir();
-    try {
+    await withRedis({}, async (redis, dir) => {
       const base = ["batch", "submit", "--queue", redis.url, "--name", "k", "--search", "random", "--budget", "2", ...SMALL, "--attempts", "2", "--backoff", "100"];
       // The first job is long (budget 24), so the kill lands mid-job.
       const ok = await cli([...base, "--csv", await write(joinPath(dir, "p.csv"), "prompt,budget\na cat,24\na dog,\n"), ...MODEL_ARGS]);
@@ -301,15 +300,10 @@ describe("batch runs", () => {
       expect(md).toMatch(/^\| random \| 2 \| 2 \| 1 \|/m);
       expect(md).toMatch(/^\| random \| 24 \| 1 \| 0 \|/m);
       expect(md).toMatch(/## Failed jobs\n\n- random-[0-9a-f]+ \(random, seed 0, "a bird"\): .*no-such-model/);
-    } finally {
-      killChildren();
-      await redis.close();
-    }
+    });
   }, 600_000);
   test.skipIf(NO_REDIS)("editing jobs: a refs column's files are hashed at submit, the PNG is what generation gives with them, a changed file fails its job; a worker without --name serves every batch (needs redis-server)", async () => {
-    const redis = await startRedis();
-    const dir = await tempDir();
-    try {
+    await withRedis({}, async (redis, dir) => {
       const { copyFile, writeFile } = await import("node:fs/promises");
       const data = fileUrlToPath(new URL("../cli/data/", import.meta.url));
       const refA = joinPath(dir, "ref_a.png"), refB = joinPath(dir, "ref_b.png");
@@ -355,9 +349,6 @@ describe("batch runs", () => {
         pipe.dispose();
         scorer.dispose();
       }
-    } finally {
-      killChildren();
-      await redis.close();
-    }
+    });
   }, 600_000);
 });

@@ -3,12 +3,12 @@
 // the same settings: every candidate in the gallery with its score (equal to the CLI's, candidate by candidate),
 // #best's data-score equal to the best of the page's JSON log, and the best PNG within ±1 of the CLI's PNG (the
 // fixtures' uint8 tolerance). The finished page's screenshot goes to tests/artifacts/browser-app.png.
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { beforeAll, describe, expect, test } from "bun:test";
 import { mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { decodePng } from "../../core/png.ts";
 import { FIXTURES } from "../util.ts";
-import { ARTIFACTS, type Browser, hasChromium, launch, ROOT, type Served, serve, settled } from "./harness.ts";
+import { ARTIFACTS, hasChromium, pageSession, ROOT, settled } from "./harness.ts";
 
 const run = test.skipIf(!hasChromium);
 const REPOS = `${FIXTURES}/repos`;
@@ -39,27 +39,17 @@ async function cliRun(out: string): Promise<{ log: Log; png: Uint8Array }> {
 }
 
 describe("browser app", () => {
-  let server: Served | undefined;
-  let browser: Browser | undefined;
-  beforeAll(async () => {
-    if (!hasChromium) return;
-    mkdirSync(ARTIFACTS, { recursive: true });
-    server = await serve(["--repos", REPOS]);
-    browser = await launch();
-  });
-  afterAll(async () => {
-    await browser?.close();
-    server?.stop();
-  });
+  const session = pageSession(["--repos", REPOS]);
+  beforeAll(() => void mkdirSync(ARTIFACTS, { recursive: true }));
 
   run("SES from a shared link: gallery, #best, downloads and the CLI's result (skipped without /usr/bin/chromium)", async () => {
     const cli = await cliRun(join(ARTIFACTS, "browser-cli.png"));
-    const { page } = browser!;
+    const { page } = session.browser();
     const query = new URLSearchParams({ ...SETTINGS, ...MODELS, autorun: "1" });
-    await page.goto(`${server!.url}?${query}`);
+    await page.goto(`${session.server().url}?${query}`);
     const state = await settled(page, 200_000);
     await page.screenshot({ path: join(ARTIFACTS, "browser-app.png"), fullPage: true });
-    if (state !== "done") throw new Error(`page ended "${state}": ${await page.locator("#error").textContent()}\n${browser!.console.join("\n")}`);
+    if (state !== "done") throw new Error(`page ended "${state}": ${await page.locator("#error").textContent()}\n${session.browser().console.join("\n")}`);
 
     const [pngDl, jsonDl] = [await Promise.all([page.waitForEvent("download"), page.click("#download-png")]), await Promise.all([page.waitForEvent("download"), page.click("#download-json")])];
     const png = readFileSync((await pngDl[0].path())!);

@@ -2,12 +2,12 @@
 // again and does not autorun; files picked in the page become thumbnails and set the output size to the first one's
 // cropped size; a run with them completes and its JSON log records each one's name, size and SHA-256 (as `generate --ref` does). The
 // reference PNGs are Pillow's (tests/cli/data/make_references.py).
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { FIXTURES } from "../util.ts";
-import { type Browser, hasChromium, launch, ROOT, type Served, serve, settled } from "./harness.ts";
+import { hasChromium, pageSession, ROOT, settled } from "./harness.ts";
 
 const run = test.skipIf(!hasChromium);
 const REPOS = `${FIXTURES}/repos`;
@@ -16,21 +16,11 @@ const SETTINGS = { prompt: "sketch, a cat", steps: "1", seed: "3", search: "rand
 const REFS = ["ref_a.png", "ref_b.png"].map((f) => join(ROOT, "tests", "cli", "data", f));
 
 describe("browser app with reference images", () => {
-  let server: Served | undefined;
-  let browser: Browser | undefined;
-  beforeAll(async () => {
-    if (!hasChromium) return;
-    server = await serve(["--repos", REPOS]);
-    browser = await launch();
-  });
-  afterAll(async () => {
-    await browser?.close();
-    server?.stop();
-  });
+  const session = pageSession(["--repos", REPOS]);
 
   run("a link with refs=2 asks for them; picked files run and are logged (skipped without /usr/bin/chromium)", async () => {
-    const { page } = browser!;
-    await page.goto(`${server!.url}?${new URLSearchParams({ ...SETTINGS, ...MODELS, refs: "2", autorun: "1" })}`);
+    const { page } = session.browser();
+    await page.goto(`${session.server().url}?${new URLSearchParams({ ...SETTINGS, ...MODELS, refs: "2", autorun: "1" })}`);
     await page.waitForTimeout(500);
     expect(await page.evaluate(() => document.body.dataset.state)).toBe("idle");
     expect(await page.locator("#ref-note").textContent()).toContain("used 2 reference image(s): add them again");
@@ -43,9 +33,9 @@ describe("browser app with reference images", () => {
     await page.fill("input[name=height]", "32");
     await page.click("#generate");
     const state = await settled(page, 520_000).catch(async (e) => {
-      throw new Error(`${(e as Error).message}; page status: ${await page.locator("#status").textContent()} ${await page.locator("#eta").textContent()}\n${browser!.console.join("\n")}`);
+      throw new Error(`${(e as Error).message}; page status: ${await page.locator("#status").textContent()} ${await page.locator("#eta").textContent()}\n${session.browser().console.join("\n")}`);
     });
-    if (state !== "done") throw new Error(`page ended "${state}": ${await page.locator("#error").textContent()}\n${browser!.console.join("\n")}`);
+    if (state !== "done") throw new Error(`page ended "${state}": ${await page.locator("#error").textContent()}\n${session.browser().console.join("\n")}`);
     expect(new URL(page.url()).searchParams.get("refs")).toBe("2");
 
     const [dl] = await Promise.all([page.waitForEvent("download"), page.click("#download-json")]);

@@ -1,6 +1,7 @@
 // Browser test harness: `flux2ts serve` in a child process (the same command users run) and Debian's chromium
 // driven by playwright-core, headless with WebGPU on SwiftShader (Vulkan) and a fresh profile per launch (so the
 // OPFS cache starts empty). No browser is ever downloaded: without /usr/bin/chromium the suites skip, saying so.
+import { afterAll, beforeAll } from "bun:test";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -86,4 +87,23 @@ export async function launch(): Promise<Browser> {
 export async function settled(page: Page, timeoutMs: number): Promise<string> {
   await page.waitForFunction(() => ["done", "error"].includes(document.body.dataset.state ?? ""), null, { timeout: timeoutMs, polling: 250 });
   return (await page.evaluate(() => document.body.dataset.state)) ?? "";
+}
+
+/**
+ * One server and one browser for a describe block: `flux2ts serve <args>` and chromium start before its tests and
+ * stop after them (nothing starts without chromium; the tests skip then). The getters are valid inside the tests.
+ */
+export function pageSession(serveArgs: string[]): { server(): Served; browser(): Browser } {
+  let server: Served | undefined;
+  let browser: Browser | undefined;
+  beforeAll(async () => {
+    if (!hasChromium) return;
+    server = await serve(serveArgs);
+    browser = await launch();
+  });
+  afterAll(async () => {
+    await browser?.close();
+    server?.stop();
+  });
+  return { server: () => server!, browser: () => browser! };
 }
